@@ -1,0 +1,71 @@
+"""Turn a batch of kernel `struct event` rows into the recording format's Arrow columns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+from sockopt_trace.recorder.symbols import Symbolizer, group_rows
+
+
+def comm_strings(comms: np.ndarray) -> pa.Array:
+    """Decode 16-byte kernel names once per distinct value; odd bytes are escaped, not lost."""
+    if not len(comms):
+        return pa.array([], pa.string())
+    words = np.ascontiguousarray(comms).view("<u8").reshape(len(comms), -1)
+    index, first = group_rows(*(words[:, i] for i in range(words.shape[1])))
+    names = [
+        bytes(comms[row]).rstrip(b"\0").decode("utf-8", "backslashreplace")
+        for row in first.tolist()
+    ]
+    return pa.array(names, pa.string()).take(pa.array(index))
+
+
+def constant(value: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value])
+    ).dictionary_decode()
+
+
+class Decoder:
+    """Callable used by the writer: (sorted events, clock offset) -> columns."""
+
+    def __init__(
+        self,
+        host: str,
+        symbolizer: Symbolizer | None,
+        walk_stack: Callable[[int], list[int]],
+    ) -> None:
+        self.host = host
+        self.symbolizer = symbolizer
+        self.walk_stack = walk_stack
+
+    def __call__(self, ev: np.ndarray, clock_offset: int) -> dict[str, pa.Array]:
+        n = len(ev)
+        pids = ev["pid"].astype(np.int32)
+        if self.symbolizer is not None and ev["callsite"].any():
+            callsite = self.symbolizer.callsites(pids, ev["callsite"])
+            stack = self.symbolizer.folded_stacks(
+                pids, ev["stack_id"], ev["callsite"], self.walk_stack
+            )
+        else:
+            callsite = pa.nulls(n, pa.string())
+            stack = pa.nulls(n, pa.string())
+        return {
+            "ts_ns": pa.array(ev["ts_ns"].astype(np.int64) + clock_offset),
+            "latency_ns": pa.array(ev["latency_ns"].astype(np.int64)),
+            "host": constant(self.host, n),
+            "pid": pa.array(pids),
+            "tid": pa.array(ev["tid"].astype(np.int32)),
+            "comm": comm_strings(ev["comm"]),
+            "uid": pa.array(ev["uid"].astype(np.int64)),
+            "fd": pa.array(ev["fd"]),
+            "level": pa.array(ev["level"]),
+            "optname": pa.array(ev["optname"]),
+            "optlen_in": pa.array(ev["optlen_in"]),
+            "optlen_out": pa.array(ev["optlen_out"]),
+            "ret": pa.array(ev["ret"]),
+            "callsite": callsite,
+            "stack": stack,
+        }

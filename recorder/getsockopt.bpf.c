@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: Apache-2.0
+/* Kernel side of sockopt-trace: pair each getsockopt(2) entry with its exit per thread and send
+ * one `struct event` per completed call through a BPF ring buffer.
+ *
+ * Compiled by bcc with these macros from recorder/probe.py:
+ *   MODE_TRACEPOINT | MODE_KPROBE | MODE_FENTRY   where to attach
+ *   FILTER_PID, FILTER_COMM                        trace only listed tgids / comms (union)
+ *   FOLLOW_FORKS                                   children of listed tgids join the pid filter
+ *   CAPTURE_CALLSITE                               read the caller's return address (cheap)
+ *   CAPTURE_STACKS, STACK_SAMPLE_PERIOD            full user stacks for 1 in N calls
+ *   RINGBUF_PAGES, MAX_THREADS, STACK_ENTRIES, WAKEUP_EVERY
+ *
+ * Cost on the hot path matters (DESIGN.md targets): no stack walk unless asked for; the consumer
+ * is woken only when a new process appears (so it can read /proc/PID/maps while the process
+ * lives) or every WAKEUP_EVERY events per CPU; otherwise it polls on a timer.
+ */
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+#include "getsockopt.h"
+
+struct entry {
+	u64 ts_ns;
+	u64 optlen_ptr;
+	s32 fd;
+	s32 level;
+	s32 optname;
+	s32 optlen_in;
+};
+
+struct cpu_state {
+	u64 counters[NR_COUNTERS];
+	u64 since_wakeup;
+	u32 last_tgid;
+	u32 pad;
+};
+
+BPF_HASH(entries, u32, struct entry, MAX_THREADS);
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
+BPF_TABLE("lru_hash", u32, u8, seen_tgids, 65536);
+
+#ifdef FILTER_PID
+BPF_HASH(pid_filter, u32, u8, 65536);
+#endif
+#ifdef FILTER_COMM
+struct comm_key {
+	char name[COMM_LEN];
+};
+BPF_HASH(comm_filter, struct comm_key, u8, 1024);
+#endif
+#ifdef CAPTURE_STACKS
+BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
+
+static __always_inline void count(int idx)
+{
+	int zero = 0;
+	struct cpu_state *st = state.lookup(&zero);
+	if (st)
+		st->counters[idx] += 1;
+}
+
+static __always_inline int traced(u32 tgid)
+{
+#if defined(FILTER_PID) || defined(FILTER_COMM)
+#ifdef FILTER_PID
+	if (pid_filter.lookup(&tgid))
+		return 1;
+#endif
+#ifdef FILTER_COMM
+	struct comm_key key = {};
+	bpf_get_current_comm(&key.name, sizeof(key.name));
+	if (comm_filter.lookup(&key))
+		return 1;
+#endif
+	return 0;
+#else
+	return 1;
+#endif
+}
+
+static __always_inline int on_enter(int fd, int level, int optname, void *optlen_ptr)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id;
+	if (!traced(id >> 32))
+		return 0;
+	struct entry e = {};
+	e.ts_ns = bpf_ktime_get_ns();
+	e.optlen_ptr = (u64)optlen_ptr;
+	e.fd = fd;
+	e.level = level;
+	e.optname = optname;
+	if (bpf_probe_read_user(&e.optlen_in, sizeof(e.optlen_in), optlen_ptr))
+		e.optlen_in = -1;
+	if (entries.update(&tid, &e))
+		count(CTR_ENTRY_MAP_FULL);
+	return 0;
+}
+
+/* The word at the user stack pointer on syscall entry is the return address into whoever called
+ * libc's wrapper (the wrappers push nothing): two small reads name the call site exactly. */
+static __always_inline u64 read_callsite(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	u64 sp = 0, ret = 0;
+	if (bpf_probe_read_kernel(&sp, sizeof(sp), &regs->sp))
+		return 0;
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
+		return 0;
+	return ret;
+}
+
+static __always_inline int on_exit(void *ctx, long ret)
+{
+	u64 now = bpf_ktime_get_ns();
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tid = (u32)id, tgid = id >> 32;
+	struct entry *e = entries.lookup(&tid);
+	if (!e) {
+		if (traced(tgid))
+			count(CTR_EXIT_WITHOUT_ENTRY);
+		return 0;
+	}
+	int zero = 0;
+	struct cpu_state *st = state.lookup(&zero);
+	if (!st) {
+		entries.delete(&tid);
+		return 0;
+	}
+	struct event *ev = events.ringbuf_reserve(sizeof(struct event));
+	if (!ev) {
+		st->counters[CTR_RINGBUF_FULL] += 1;
+		entries.delete(&tid);
+		return 0;
+	}
+	ev->ts_ns = e->ts_ns;
+	ev->latency_ns = now - e->ts_ns;
+#ifdef CAPTURE_CALLSITE
+	ev->callsite = read_callsite();
+#else
+	ev->callsite = 0;
+#endif
+	ev->pid = tgid;
+	ev->tid = tid;
+	ev->uid = (u32)bpf_get_current_uid_gid();
+	ev->fd = e->fd;
+	ev->level = e->level;
+	ev->optname = e->optname;
+	ev->optlen_in = e->optlen_in;
+	if (bpf_probe_read_user(&ev->optlen_out, sizeof(ev->optlen_out), (void *)e->optlen_ptr))
+		ev->optlen_out = -1;
+	ev->ret = (s32)ret;
+	ev->stack_id = -1;
+#ifdef CAPTURE_STACKS
+	if (STACK_SAMPLE_PERIOD <= 1 || (e->ts_ns / 64) % STACK_SAMPLE_PERIOD == 0) {
+		ev->stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
+		if (ev->stack_id < 0) {
+			ev->stack_id = -2;
+			st->counters[CTR_STACKS_LOST] += 1;
+		}
+	}
+#endif
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+	entries.delete(&tid);
+
+	u64 flags = BPF_RB_NO_WAKEUP;
+	if (tgid != st->last_tgid) {
+		st->last_tgid = tgid;
+		if (!seen_tgids.lookup(&tgid)) {
+			u8 one = 1;
+			seen_tgids.update(&tgid, &one);
+			flags = BPF_RB_FORCE_WAKEUP;
+		}
+	}
+	if (++st->since_wakeup >= WAKEUP_EVERY) {
+		st->since_wakeup = 0;
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	st->counters[CTR_SUBMITTED] += 1;
+	events.ringbuf_submit(ev, flags);
+	return 0;
+}
+
+#ifdef FOLLOW_FORKS
+/* A new child of a traced process is traced from its first instruction: the tracepoint runs in
+ * the parent before the child is first scheduled. Threads share the tgid and need nothing. */
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+	u32 parent = bpf_get_current_pid_tgid() >> 32;
+	u32 child = args->child_pid;
+	u8 one = 1;
+	if (pid_filter.lookup(&parent))
+		pid_filter.update(&child, &one);
+	return 0;
+}
+#endif
+
+#if defined(MODE_TRACEPOINT)
+TRACEPOINT_PROBE(syscalls, sys_enter_getsockopt)
+{
+	return on_enter(args->fd, args->level, args->optname, (void *)args->optlen);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_getsockopt)
+{
+	return on_exit(args, args->ret);
+}
+#elif defined(MODE_KPROBE)
+int kprobe____sys_getsockopt(struct pt_regs *ctx, int fd, int level, int optname,
+			     char __user *optval, int __user *optlen)
+{
+	return on_enter(fd, level, optname, optlen);
+}
+
+int kretprobe____sys_getsockopt(struct pt_regs *ctx)
+{
+	return on_exit(ctx, PT_REGS_RC(ctx));
+}
+#elif defined(MODE_FENTRY)
+KFUNC_PROBE(__sys_getsockopt, int fd, int level, int optname, char *optval, int *optlen)
+{
+	return on_enter(fd, level, optname, optlen);
+}
+
+KRETFUNC_PROBE(__sys_getsockopt, int fd, int level, int optname, char *optval, int *optlen,
+	       int ret)
+{
+	return on_exit(ctx, ret);
+}
+#endif

@@ -1,0 +1,37 @@
+/* The event record the kernel side sends to user space: defined once, here.
+ * recorder/events.py parses this struct to build its numpy dtype, so the two cannot drift.
+ * Keep fields naturally aligned and the size a multiple of 8 (ring buffer records are 8-aligned).
+ */
+#ifndef SOCKOPT_TRACE_GETSOCKOPT_H
+#define SOCKOPT_TRACE_GETSOCKOPT_H
+
+#define COMM_LEN 16
+
+struct event {
+	u64 ts_ns;       /* syscall entry, CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	u64 latency_ns;  /* entry to exit */
+	u64 callsite;    /* return address into the caller of libc's getsockopt wrapper, 0 if unread */
+	u32 pid;         /* tgid */
+	u32 tid;
+	u32 uid;
+	s32 fd;
+	s32 level;
+	s32 optname;
+	s32 optlen_in;   /* *optlen at entry, -1 if unreadable */
+	s32 optlen_out;  /* *optlen at exit, -1 if unreadable */
+	s32 ret;         /* 0 or -errno */
+	s32 stack_id;    /* user stack in the stacks map, or -1 (stacks off) or -2 (lost) */
+	char comm[COMM_LEN];
+};
+
+/* Per-CPU counters, indexes into struct cpu_state.counters. Order matches recorder/probe.py. */
+enum counter {
+	CTR_SUBMITTED = 0,        /* events put into the ring buffer */
+	CTR_RINGBUF_FULL,         /* completed calls dropped: no ring buffer space */
+	CTR_ENTRY_MAP_FULL,       /* calls dropped: entry map full */
+	CTR_EXIT_WITHOUT_ENTRY,   /* exits whose entry was not seen */
+	CTR_STACKS_LOST,          /* events kept without their stack */
+	NR_COUNTERS,
+};
+
+#endif

@@ -1,0 +1,228 @@
+"""Compile getsockopt.bpf.c with bcc, attach it in the best mode this kernel allows.
+
+Modes, best first: fentry/fexit (cheapest, no tax on other syscalls), kprobe/kretprobe on
+`__sys_getsockopt` (no tax on other syscalls), the syscall tracepoints (work everywhere, but make
+every syscall on the host take the slow path while attached). `auto` tries them in that order and
+keeps the first that loads and attaches, remembering why the others failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sockopt_trace.recorder import environment
+from sockopt_trace.recorder.events import counter_names, record_dtype
+
+from sockopt_trace.errors import UserError
+
+SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
+MODES = ("fentry", "kprobe", "tracepoint")
+KERNEL_FUNCTION = "__sys_getsockopt"
+COMM_LEN = 16
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class ProbeConfig:
+    """What the kernel side is compiled for; each field becomes a -D macro."""
+
+    mode: str = "auto"
+    pids: list[int] = field(default_factory=list)
+    comms: list[str] = field(default_factory=list)
+    follow_forks: bool = False  # children of traced pids are traced (used for `-- COMMAND`)
+    callsites: bool = True
+    stacks: bool = False
+    stack_sample_period: int = 1
+    ringbuf_bytes: int = 32 << 20
+    max_threads: int = 16384
+    stack_entries: int = 16384
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.pids or self.comms or self.follow_forks)
+
+    def cflags(self, mode: str) -> list[str]:
+        pages = max(1, self.ringbuf_bytes // PAGE)
+        pages = 1 << (pages.bit_length() - 1)  # the ring buffer size must be a power of two
+        records = pages * PAGE // record_dtype().itemsize
+        flags = [
+            f"-DMODE_{mode.upper()}",
+            f"-DRINGBUF_PAGES={pages}",
+            f"-DMAX_THREADS={self.max_threads}",
+            f"-DSTACK_ENTRIES={self.stack_entries}",
+            f"-DSTACK_SAMPLE_PERIOD={max(1, self.stack_sample_period)}",
+            # wake the reader when a CPU has filled about 1/8 of the ring since the last wakeup
+            f"-DWAKEUP_EVERY={max(1, records // (8 * (os.cpu_count() or 1)))}",
+            f"-I{SOURCE.parent}",
+        ]
+        if self.pids or self.follow_forks:
+            flags.append("-DFILTER_PID")
+        if self.comms:
+            flags.append("-DFILTER_COMM")
+        if self.follow_forks:
+            flags.append("-DFOLLOW_FORKS")
+        if self.callsites:
+            flags.append("-DCAPTURE_CALLSITE")
+        if self.stacks:
+            flags.append("-DCAPTURE_STACKS")
+        return flags
+
+    @property
+    def ringbuf_size(self) -> int:
+        pages = max(1, self.ringbuf_bytes // PAGE)
+        return (1 << (pages.bit_length() - 1)) * PAGE
+
+
+class AttachError(Exception):
+    """One mode failed to load or attach; the message is one line saying why."""
+
+
+class Probe:
+    """An attached program: its maps, its counters and its filters."""
+
+    def __init__(self, bpf: Any, mode: str, config: ProbeConfig, skipped: dict[str, str]) -> None:
+        self.bpf = bpf
+        self.mode = mode
+        self.config = config
+        self.skipped = skipped  # mode -> why it was not used (auto only)
+        self._names = counter_names()
+
+    @property
+    def ringbuf_fd(self) -> int:
+        return self.bpf["events"].map_fd
+
+    def counters(self) -> dict[str, int]:
+        """Kernel counters summed over CPUs, by name (see enum counter in getsockopt.h)."""
+        table = self.bpf["state"]
+        total = np.zeros(len(self._names), dtype=np.uint64)
+        for cpu_value in table[table.Key(0)]:
+            total += np.ctypeslib.as_array(cpu_value.counters)[: len(self._names)]
+        return dict(zip(self._names, (int(v) for v in total), strict=True))
+
+    def add_pid(self, pid: int) -> None:
+        table = self.bpf["pid_filter"]
+        table[table.Key(pid)] = table.Leaf(1)
+
+    def stack(self, stack_id: int) -> list[int]:
+        """Addresses of a user stack, innermost first; empty if it is gone."""
+        if stack_id < 0 or not self.config.stacks:
+            return []
+        try:
+            return list(self.bpf["stacks"].walk(stack_id))
+        except KeyError:
+            return []
+
+    def detach_entry(self) -> None:
+        """Stop seeing new calls; calls already inside getsockopt still complete (detach_exit)."""
+        b = self.bpf
+        with contextlib.suppress(Exception):
+            if self.mode == "tracepoint":
+                b.detach_tracepoint(b"syscalls:sys_enter_getsockopt")
+            elif self.mode == "kprobe":
+                b.detach_kprobe(event=KERNEL_FUNCTION.encode())
+            else:
+                b.detach_kfunc(KERNEL_FUNCTION.encode())
+        if self.config.follow_forks:
+            with contextlib.suppress(Exception):
+                b.detach_tracepoint(b"sched:sched_process_fork")
+
+    def detach_exit(self) -> None:
+        b = self.bpf
+        with contextlib.suppress(Exception):
+            if self.mode == "tracepoint":
+                b.detach_tracepoint(b"syscalls:sys_exit_getsockopt")
+            elif self.mode == "kprobe":
+                b.detach_kretprobe(event=KERNEL_FUNCTION.encode())
+            else:
+                b.detach_kretfunc(KERNEL_FUNCTION.encode())
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.bpf.cleanup()
+
+
+def _load(bcc: Any, mode: str, config: ProbeConfig) -> Any:
+    if mode == "kprobe" and not Path(environment.tracefs_dir(), "kprobe_events").exists():
+        raise AttachError("this kernel is built without kprobes (CONFIG_KPROBE_EVENTS is not set)")
+    if mode == "fentry":
+        if not Path("/sys/kernel/btf/vmlinux").exists():
+            raise AttachError("fentry needs kernel BTF (/sys/kernel/btf/vmlinux is missing)")
+        if not bcc.BPF.support_kfunc():
+            raise AttachError("this kernel or bcc does not support fentry (kfunc) programs")
+    try:
+        bpf = bcc.BPF(src_file=str(SOURCE).encode(), cflags=config.cflags(mode))
+    except Exception as err:
+        raise AttachError(_one_line(err)) from None
+    try:
+        _fill_filters(bpf, config)
+        if mode == "kprobe" and not bpf.num_open_kprobes():
+            raise AttachError(f"no kprobe attached on {KERNEL_FUNCTION}")
+        if mode == "tracepoint" and not bpf.num_open_tracepoints():
+            raise AttachError("syscall tracepoints did not attach")
+    except AttachError:
+        bpf.cleanup()
+        raise
+    return bpf
+
+
+def _fill_filters(bpf: Any, config: ProbeConfig) -> None:
+    if config.pids:
+        table = bpf["pid_filter"]
+        for pid in config.pids:
+            table[table.Key(pid)] = table.Leaf(1)
+    if config.comms:
+        table = bpf["comm_filter"]
+        for comm in config.comms:
+            key = table.Key()
+            key.name = comm.encode()[: COMM_LEN - 1]
+            table[key] = table.Leaf(1)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    if "Permission denied" in text or "Operation not permitted" in text:
+        return (
+            f"the kernel refused the program (EPERM; a security module or lockdown): {text[:160]}"
+        )
+    return text[:240] or type(err).__name__
+
+
+def validate(config: ProbeConfig) -> None:
+    """Reject bad filters before compiling anything."""
+    if config.mode not in ("auto", *MODES):
+        raise UserError(f"unknown probe mode {config.mode!r}: use auto, {', '.join(MODES)}")
+    for pid in config.pids:
+        if pid <= 0 or not Path(f"/proc/{pid}").exists():
+            raise UserError(f"no such process: --pid {pid}")
+    for comm in config.comms:
+        if not comm or len(comm.encode()) > COMM_LEN - 1:
+            raise UserError(
+                f"bad --comm {comm!r}: the kernel keeps 1 to {COMM_LEN - 1} bytes of a name"
+            )
+    if config.stack_sample_period < 1:
+        raise UserError("--stack-sample must be 1 or more")
+    if config.ringbuf_bytes < PAGE:
+        raise UserError(f"--ringbuf must be at least {PAGE} bytes")
+
+
+def attach(config: ProbeConfig) -> Probe:
+    """Load and attach; with mode auto, the best mode that works. Raises UserError if none."""
+    validate(config)
+    bcc = environment.prepare()
+    modes = MODES if config.mode == "auto" else (config.mode,)
+    skipped: dict[str, str] = {}
+    for mode in modes:
+        try:
+            return Probe(_load(bcc, mode, config), mode, config, skipped)
+        except AttachError as err:
+            skipped[mode] = str(err)
+    if config.mode == "auto":
+        why = "; ".join(f"{m}: {r}" for m, r in skipped.items())
+        raise UserError(f"no probe mode attaches on kernel {platform.release()} ({why})", 3)
+    raise UserError(f"probe mode {config.mode} does not work here: {skipped[config.mode]}", 3)

@@ -1,0 +1,39 @@
+"""The live status line on a terminal (events/s, lost, bytes); quiet when stderr is not a tty."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class StatusLine:
+    def __init__(self, enabled: bool | None = None, interval: float = 1.0) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.interval = interval
+        self._start = time.monotonic()
+        self._last = self._start
+        self._last_events = 0
+        self._shown = False
+
+    def update(self, events: int, lost: int, bytes_written: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < self.interval:
+            return
+        rate = (events - self._last_events) / (now - self._last)
+        self._last, self._last_events = now, events
+        sys.stderr.write(
+            f"\r{now - self._start:7.1f}s  {events:,} events  {rate:,.0f}/s  "
+            f"lost {lost:,}  {bytes_written / 1e6:,.1f} MB written\x1b[K"
+        )
+        sys.stderr.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
+            self._shown = False
+
+    def info(self, message: str) -> None:
+        """One line for the user, on stderr so stdout stays clean."""
+        self.finish()
+        print(f"sockopt-trace: {message}", file=sys.stderr)

@@ -1,0 +1,279 @@
+"""Name call sites and stacks on the host, at record time, where binaries and /proc/PID/maps are.
+
+Each distinct (pid, address) is resolved once; every cache is bounded (LRU), so a host with
+thousands of processes and stacks cannot grow the recorder without limit. A process's maps are
+loaded as soon as its first event arrives (`prepare`), since an exited process can no longer be
+symbolized (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+import pyarrow as pa
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+UNKNOWN = "[unknown]"
+
+
+class LRU(Generic[K, V]):
+    """A dict that forgets its least recently used entries beyond `capacity`."""
+
+    def __init__(self, capacity: int, on_evict: Callable[[K, V], None] | None = None) -> None:
+        self.capacity = capacity
+        self.on_evict = on_evict
+        self._d: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._d.get(key)
+        if value is not None:
+            self._d.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.capacity:
+            old_key, old_value = self._d.popitem(last=False)
+            if self.on_evict:
+                self.on_evict(old_key, old_value)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def values(self) -> Iterable[V]:
+        return self._d.values()
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One executable, file-backed region of a process (a line of /proc/PID/maps)."""
+
+    start: int
+    end: int
+    offset: int
+    path: str
+
+
+def read_maps(pid: int) -> list[Mapping] | None:
+    """Executable file mappings of a live process, sorted by address; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            text = f.read().decode(errors="surrogateescape")
+    except OSError:
+        return None
+    maps = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith(("/", "[vdso")):
+            continue
+        lo, hi = parts[0].split("-")
+        maps.append(Mapping(int(lo, 16), int(hi, 16), int(parts[2], 16), parts[5]))
+    return sorted(maps, key=lambda m: m.start) or None
+
+
+class ElfSymbols:
+    """Function symbols of one ELF file, looked up by file offset (what /proc/PID/maps gives)."""
+
+    def __init__(self, path: str) -> None:
+        self.segments: list[tuple[int, int, int]] = []  # (file offset, vaddr, size)
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.names: list[str] = []
+        # not an ELF we can read: its frames show as module+offset
+        with contextlib.suppress(OSError, ELFError, ValueError):
+            self._load(path)
+
+    def _load(self, path: str) -> None:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            for seg in elf.iter_segments("PT_LOAD"):
+                self.segments.append((seg["p_offset"], seg["p_vaddr"], seg["p_filesz"]))
+            symbols = self._symbols(elf) or self._debug_symbols(elf)
+        symbols.sort()
+        self.starts = [s[0] for s in symbols]
+        self.ends = [s[0] + max(s[1], 1) for s in symbols]
+        self.names = [s[2] for s in symbols]
+
+    @staticmethod
+    def _symbols(elf: ELFFile) -> list[tuple[int, int, str]]:
+        out: list[tuple[int, int, str]] = []
+        for name in (".symtab", ".dynsym"):
+            section = elf.get_section_by_name(name)
+            if section is None:
+                continue
+            for sym in section.iter_symbols():
+                if sym["st_info"]["type"] in ("STT_FUNC", "STT_GNU_IFUNC") and sym["st_value"]:
+                    out.append((sym["st_value"], sym["st_size"], sym.name))
+            if out and name == ".symtab":
+                break  # the full table already holds the dynamic symbols
+        return out
+
+    @classmethod
+    def _debug_symbols(cls, elf: ELFFile) -> list[tuple[int, int, str]]:
+        """Symbols from a separate debug file (/usr/lib/debug/.build-id/xx/rest.debug)."""
+        note = elf.get_section_by_name(".note.gnu.build-id")
+        if note is None:
+            return []
+        for n in note.iter_notes():
+            if n["n_type"] == "NT_GNU_BUILD_ID":
+                bid = n["n_desc"]
+                debug = f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug"
+                if os.path.exists(debug):
+                    with open(debug, "rb") as f:
+                        return cls._symbols(ELFFile(f))
+        return []
+
+    def lookup(self, file_offset: int) -> tuple[str, int] | None:
+        """(function, offset into it) for an offset in the file, or None."""
+        for seg_off, vaddr, size in self.segments:
+            if seg_off <= file_offset < seg_off + size:
+                addr = file_offset - seg_off + vaddr
+                break
+        else:
+            return None
+        i = bisect.bisect_right(self.starts, addr) - 1
+        if i >= 0 and addr < self.ends[i]:
+            return self.names[i], addr - self.starts[i]
+        return None
+
+
+class Symbolizer:
+    """Resolves user addresses per process from snapshots of /proc/PID/maps and ELF symbols.
+
+    Snapshots are taken as early as possible (`prepare`: on a process's first event, and right
+    after a traced command execs) and kept after the process exits, so calls of short-lived
+    processes are still named; files are read once per path. All caches are bounded.
+    """
+
+    def __init__(
+        self, max_processes: int = 4096, max_files: int = 256, max_addresses: int = 1 << 16
+    ) -> None:
+        self._maps: LRU[int, list[Mapping]] = LRU(max_processes)
+        self._files: LRU[str, ElfSymbols] = LRU(max_files)
+        self._addresses: LRU[tuple[int, int], tuple[str, str]] = LRU(max_addresses)
+        self._stacks: LRU[tuple[int, int, int], str] = LRU(max_addresses)
+
+    def prepare(self, pids: Iterable[int]) -> None:
+        """Snapshot the maps of these processes now, while they are alive."""
+        for pid in pids:
+            maps = read_maps(int(pid))
+            if maps:
+                self._maps.put(int(pid), maps)
+
+    def _mapping(self, pid: int, addr: int) -> Mapping | None:
+        for attempt in range(2):
+            maps = self._maps.get(pid)
+            if maps:
+                i = bisect.bisect_right([m.start for m in maps], addr) - 1
+                if i >= 0 and addr < maps[i].end:
+                    return maps[i]
+            if attempt == 0:
+                self.prepare([pid])  # a library loaded since the snapshot, or no snapshot yet
+        return None
+
+    def _elf(self, pid: int, path: str) -> ElfSymbols:
+        elf = self._files.get(path)
+        if elf is None:
+            root = f"/proc/{pid}/root{path}"  # the process's own mount namespace, if alive
+            elf = ElfSymbols(root if os.path.exists(root) else path)
+            self._files.put(path, elf)
+        return elf
+
+    def resolve(self, pid: int, addr: int) -> tuple[str, str]:
+        """(frame with offset, function name only) for one address in one process."""
+        if addr == 0:
+            return UNKNOWN, UNKNOWN
+        key = (pid, addr)
+        hit = self._addresses.get(key)
+        if hit is None:
+            hit = self._resolve(pid, addr)
+            self._addresses.put(key, hit)
+        return hit
+
+    def _resolve(self, pid: int, addr: int) -> tuple[str, str]:
+        mapping = self._mapping(pid, addr)
+        if mapping is None:
+            return UNKNOWN, UNKNOWN
+        file_offset = addr - mapping.start + mapping.offset
+        found = (
+            None
+            if mapping.path.startswith("[")
+            else self._elf(pid, mapping.path).lookup(file_offset)
+        )
+        if found:
+            return f"{found[0]}+{found[1]:#x}", found[0]
+        module = os.path.basename(mapping.path)
+        return f"{module}+{file_offset:#x}", module
+
+    def callsites(self, pids: np.ndarray, addrs: np.ndarray) -> pa.Array:
+        """Symbolized call site per row; each distinct (pid, address) pair resolved once."""
+        index, first = group_rows(pids, addrs)
+        names = [self.resolve(int(pids[r]), int(addrs[r]))[0] for r in first.tolist()]
+        return pa.array(names, pa.string()).take(pa.array(index))
+
+    def folded_stacks(
+        self, pids: np.ndarray, stack_ids: np.ndarray, callsites: np.ndarray, walk: Callable
+    ) -> pa.Array:
+        """Folded `outer;...;inner` per row, null where no stack was captured.
+
+        A frame-pointer walk from inside libc's wrapper follows the caller's frame pointer and so
+        skips the caller itself; the call site read at the stack pointer is put back in its place.
+        """
+        if not (stack_ids >= 0).any():
+            return pa.nulls(len(pids), pa.string())
+        index, first = group_rows(pids, stack_ids, callsites)
+        folded: list[str | None] = []
+        for row in first.tolist():
+            pid, stack_id, site = int(pids[row]), int(stack_ids[row]), int(callsites[row])
+            if stack_id < 0:
+                folded.append(None)
+                continue
+            key = (pid, stack_id, site)
+            text = self._stacks.get(key)
+            if text is None:
+                text = self._fold(pid, walk(stack_id), site)
+                self._stacks.put(key, text)
+            folded.append(text)
+        return pa.array(folded, pa.string()).take(pa.array(index))
+
+    def _fold(self, pid: int, frames: list[int], callsite: int) -> str:
+        if frames and callsite:
+            frames = [frames[0], callsite, *frames[1:]]
+        names = [self.resolve(pid, addr)[1] for addr in frames] or [UNKNOWN]
+        return ";".join(reversed(names))
+
+
+def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group rows by the tuple of their values: (group index per row, first row of each group).
+
+    Hash-based (Arrow dictionary encoding), O(rows): this runs on every batch of the hot path.
+    """
+    combined = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        idx, uniq = _encode(column)
+        combined, _ = _encode(combined * len(uniq) + idx)
+        combined = combined.astype(np.int64)
+    first = np.empty(int(combined.max()) + 1 if len(combined) else 0, dtype=np.int64)
+    first[combined[::-1]] = np.arange(len(combined) - 1, -1, -1)
+    return combined, first
+
+
+def _encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index per row, distinct values) by hashing: O(n), no sort."""
+    encoded = pa.array(values).dictionary_encode()
+    return (
+        encoded.indices.to_numpy(zero_copy_only=False),
+        encoded.dictionary.to_numpy(zero_copy_only=False),
+    )

@@ -1,0 +1,218 @@
+"""Write decoded events into a recording directory of rotated, compressed Parquet files.
+
+Every file is created as `NAME.parquet.partial` (O_EXCL, O_NOFOLLOW, mode 0640) and renamed to
+`NAME.parquet` only once its footer and metadata are written, so a reader never sees a final name
+on an incomplete file. Rows are buffered into row groups, sorted by time (which lets the delta
+encoding of the timestamp column work), and converted from numpy to Arrow without per-row
+Python objects.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sockopt_trace import schema
+from sockopt_trace.errors import UserError
+
+OUTPUT_ERROR = 4
+
+
+def clock_mapping() -> dict[str, int]:
+    """Pair CLOCK_MONOTONIC (bpf_ktime_get_ns) with CLOCK_REALTIME, from the tightest of a few
+    reads, so that wall = mono - monotonic_ns + realtime_ns."""
+    best: tuple[int, int, int] | None = None
+    for _ in range(5):
+        r0 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        m = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        r1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        if best is None or r1 - r0 < best[0]:
+            best = (r1 - r0, m, (r0 + r1) // 2)
+    assert best is not None
+    return {"monotonic_ns": best[1], "realtime_ns": best[2]}
+
+
+def prepare_directory(path: Path, force: bool) -> None:
+    """Create the output directory, or refuse one that already holds a recording."""
+    if path.is_symlink():
+        raise UserError(f"{path} is a symbolic link: give a real directory", OUTPUT_ERROR)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as err:
+        raise UserError(f"cannot create {path}: {err.strerror}", OUTPUT_ERROR) from None
+    if not path.is_dir():
+        raise UserError(f"{path} exists and is not a directory", OUTPUT_ERROR)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{path} is not writable: choose another -o DIR", OUTPUT_ERROR)
+    existing = [p.name for p in path.iterdir() if p.name.endswith((".parquet", ".partial"))]
+    if existing and not force:
+        raise UserError(
+            f"{path} already holds a recording ({len(existing)} files): "
+            "use another -o DIR, or --force to add to it",
+            OUTPUT_ERROR,
+        )
+
+
+@dataclass
+class WriterConfig:
+    directory: Path
+    host: str = field(default_factory=socket.gethostname)
+    rotate_bytes: int = 256 << 20
+    rotate_seconds: float = 600.0
+    row_group_rows: int = 1 << 19
+    flush_seconds: float = 5.0
+    file_mode: int = 0o640
+
+
+class WriteError(Exception):
+    """Writing failed (disk full, I/O error); `rows_lost` were in memory and are gone."""
+
+    def __init__(self, message: str, rows_lost: int) -> None:
+        super().__init__(message)
+        self.rows_lost = rows_lost
+
+
+class RecordingWriter:
+    """Turns batches of `struct event` rows into rotated Parquet files.
+
+    `to_columns` converts a sorted numpy batch into the format's columns (call sites and stacks
+    are symbolized there); `losses` returns cumulative loss counters so each file can carry the
+    losses of its own span.
+    """
+
+    def __init__(
+        self,
+        config: WriterConfig,
+        base_metadata: dict[str, Any],
+        to_columns: Callable[[np.ndarray, int], dict[str, pa.Array]],
+        losses: Callable[[], dict[str, int]],
+    ) -> None:
+        self.config = config
+        self.base = base_metadata
+        self.to_columns = to_columns
+        self.losses = losses
+        self.recording_id = uuid.uuid4().hex
+        self.sequence = 0
+        self.files: list[Path] = []
+        self.rows_written = 0
+        self.bytes_closed = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._pending_since = 0.0
+        self._file: Any = None
+        self._writer: pq.ParquetWriter | None = None
+
+    # -- public -----------------------------------------------------------------------------
+    def add(self, batch: np.ndarray) -> None:
+        if not len(batch):
+            return
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(batch)
+        self._pending_rows += len(batch)
+        if self._pending_rows >= self.config.row_group_rows:
+            self.flush()
+
+    def tick(self) -> None:
+        """Called regularly: flush an old row group, rotate by time."""
+        now = time.monotonic()
+        if self._pending and now - self._pending_since >= self.config.flush_seconds:
+            self.flush()
+        if self._writer is not None and now - self._opened_mono >= self.config.rotate_seconds:
+            self._close_file()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        rows = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._pending_rows = [], 0
+        try:
+            if self._writer is None:
+                self._open_file()
+            rows = rows[np.argsort(rows["ts_ns"], kind="stable")]
+            columns = self.to_columns(rows, self._clock_offset)
+            table = pa.table(columns, schema=schema.ARROW_SCHEMA)
+            assert self._writer is not None
+            self._writer.write_table(table, row_group_size=len(rows))
+            self._file_rows += len(rows)
+            self.rows_written += len(rows)
+        except OSError as err:
+            raise WriteError(f"writing {self._partial_path}: {err.strerror}", len(rows)) from err
+        if self._file.tell() >= self.config.rotate_bytes:
+            self._close_file()
+
+    def close(self) -> None:
+        """Flush and seal the current file. Safe to call twice."""
+        self.flush()
+        if self._writer is not None:
+            self._close_file()
+
+    @property
+    def bytes_written(self) -> int:
+        current = self._file.tell() if self._file is not None and not self._file.closed else 0
+        return self.bytes_closed + current
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    # -- files ------------------------------------------------------------------------------
+    def _open_file(self) -> None:
+        self.sequence += 1
+        name = f"{self.config.host}-{self.recording_id[:8]}-{self.sequence:06d}"
+        self._final_path = self.config.directory / f"{name}{schema.FILE_SUFFIX}"
+        self._partial_path = self.config.directory / f"{name}{schema.PARTIAL_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self._partial_path, flags, self.config.file_mode)
+        os.fchmod(fd, self.config.file_mode)  # exact mode whatever the umask
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._writer = pq.ParquetWriter(
+            self._file, schema.ARROW_SCHEMA, **schema.parquet_write_options()
+        )
+        self._clock = clock_mapping()
+        self._clock_offset = self._clock["realtime_ns"] - self._clock["monotonic_ns"]
+        self._opened_mono = time.monotonic()
+        self._start_ns = time.time_ns()
+        self._losses_at_open = self.losses()
+        self._file_rows = 0
+
+    def _close_file(self) -> None:
+        assert self._writer is not None
+        now = self.losses()
+        lost = {k: now.get(k, 0) - self._losses_at_open.get(k, 0) for k in now}
+        stacks_lost = lost.pop("stacks_lost", 0)
+        meta = schema.RecordingMetadata(
+            **self.base,
+            recording_id=self.recording_id,
+            sequence=self.sequence,
+            clock=self._clock,
+            start_ns=self._start_ns,
+            end_ns=time.time_ns(),
+            events=self._file_rows,
+            lost={r: lost.get(r, 0) for r in schema.LOSS_REASONS},
+            stacks_lost=stacks_lost,
+        )
+        try:
+            self._writer.add_key_value_metadata({schema.METADATA_KEY: meta.to_bytes()})
+            self._writer.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            size = self._file.tell()
+            self._file.close()
+            os.rename(self._partial_path, self._final_path)
+        except OSError as err:
+            raise WriteError(f"sealing {self._partial_path}: {err.strerror}", 0) from err
+        finally:
+            self._writer = None
+        self.bytes_closed += size
+        self.files.append(self._final_path)

@@ -1,0 +1,5 @@
+"""`python -m sockopt_trace` runs the command line."""
+
+from sockopt_trace.cli import main
+
+main()

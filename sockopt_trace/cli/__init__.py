@@ -1,0 +1,20 @@
+"""Command line: one module per command, each a few lines over a library function."""
+
+from __future__ import annotations
+
+import sys
+
+from sockopt_trace.cli import record  # noqa: F401  (each module registers its command)
+from sockopt_trace.cli.app import app
+from sockopt_trace.errors import UserError
+
+
+def main() -> None:
+    """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
+    try:
+        app()
+    except UserError as err:
+        print(f"sockopt-trace: error: {err}", file=sys.stderr)
+        sys.exit(err.code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,84 @@
+"""`sockopt-trace record`: capture every getsockopt(2) call into a recording directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from sockopt_trace.cli.app import app
+from sockopt_trace.units import parse_duration, parse_size
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": False},
+    epilog="Examples: record -o rec/ --duration 60s | record -o rec/ --pid 1234 --comm envoy | "
+    "record -o rec/ -- ./my-server --port 8080",
+)
+def record(
+    command: list[str] = typer.Argument(None, help="After --: a command to start and trace."),
+    output: Path = typer.Option(Path("sockopt.rec"), "-o", "--output", help="Recording directory."),
+    duration: str = typer.Option(
+        None, "--duration", "-d", help="Stop after this long (30s, 5m, 1h)."
+    ),
+    pid: list[int] = typer.Option([], "--pid", "-p", help="Trace this process (repeatable)."),
+    comm: list[str] = typer.Option(
+        [], "--comm", "-c", help="Trace threads of this name (repeatable)."
+    ),
+    probe: str = typer.Option("auto", "--probe", help="auto, tracepoint, kprobe or fentry."),
+    callsites: bool = typer.Option(
+        True, "--callsites/--no-callsites", help="Record the call site of each call (cheap)."
+    ),
+    stacks: bool = typer.Option(
+        False, "--stacks/--no-stacks", help="Record full user stacks (about 1 us per call)."
+    ),
+    stack_sample: int = typer.Option(
+        1, "--stack-sample", help="With --stacks: a stack for 1 in N calls."
+    ),
+    rotate_size: str = typer.Option(
+        "256M", "--rotate-size", help="Start a new file after this many bytes."
+    ),
+    rotate_interval: str = typer.Option(
+        "10m", "--rotate-interval", help="Start a new file after this long."
+    ),
+    ringbuf: str = typer.Option("32M", "--ringbuf", help="Kernel ring buffer size (power of two)."),
+    force: bool = typer.Option(
+        False, "--force", help="Write into a directory that holds files already."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line."),
+) -> None:
+    """Record getsockopt(2) calls (needs root). Ctrl-C or SIGTERM stops cleanly.
+
+    Filters (--pid, --comm) are applied in the kernel and combine as a union. With -- COMMAND,
+    the command and its children are traced from their first instruction, the recording stops
+    when it exits, and its exit status is passed through.
+    """
+    from sockopt_trace.recorder.probe import ProbeConfig
+    from sockopt_trace.recorder.session import RecordOptions
+    from sockopt_trace.recorder.session import record as run
+    from sockopt_trace.recorder.writer import WriterConfig
+
+    opts = RecordOptions(
+        output=output,
+        probe=ProbeConfig(
+            mode=probe,
+            pids=list(pid),
+            comms=list(comm),
+            callsites=callsites,
+            stacks=stacks,
+            stack_sample_period=stack_sample,
+            ringbuf_bytes=parse_size(ringbuf, "--ringbuf"),
+        ),
+        writer=WriterConfig(
+            directory=output,
+            rotate_bytes=parse_size(rotate_size, "--rotate-size"),
+            rotate_seconds=parse_duration(rotate_interval, "--rotate-interval"),
+        ),
+        duration=parse_duration(duration, "--duration") if duration else None,
+        command=list(command or []),
+        force=force,
+        status=False if quiet else None,
+    )
+    result = run(opts)
+    sys.exit(result.exit_code)

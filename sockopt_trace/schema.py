@@ -1,0 +1,141 @@
+"""The recording format: the one contract between the recorder and the analyzer.
+
+A recording is a directory of Parquet files (zstd). Each file holds one row per completed
+getsockopt(2) call and carries a JSON `RecordingMetadata` under the key-value metadata key
+`METADATA_KEY`. A file still being written is named `*.parquet.partial` and renamed to
+`*.parquet` only after its footer is written, so every `*.parquet` is whole.
+
+Portability (DESIGN.md): wall-clock time is int64 nanoseconds since the Unix epoch (UTC), not a
+Parquet TIMESTAMP(NANOS) column, which Spark refuses; the analyzer's view turns it into a
+timestamp. Columns only ever get added; anything else bumps `FORMAT_VERSION`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+FORMAT_NAME = "sockopt-trace"
+FORMAT_VERSION = 1
+METADATA_KEY = b"sockopt_trace"
+FILE_SUFFIX = ".parquet"
+PARTIAL_SUFFIX = ".parquet.partial"
+
+# Column name -> (type, meaning). The order is the order in every file.
+COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "ts_ns": (pa.int64(), "wall-clock time of syscall entry, ns since the Unix epoch, UTC"),
+    "latency_ns": (pa.int64(), "time from syscall entry to exit, ns"),
+    "host": (pa.string(), "host name of the recording machine"),
+    "pid": (pa.int32(), "process id (kernel tgid)"),
+    "tid": (pa.int32(), "thread id (kernel pid)"),
+    "comm": (pa.string(), "thread name at the time of the call (invalid UTF-8 escaped)"),
+    "uid": (pa.int64(), "real user id"),
+    "fd": (pa.int32(), "socket file descriptor argument"),
+    "level": (pa.int32(), "level argument (SOL_SOCKET=1, IPPROTO_TCP=6, ...)"),
+    "optname": (pa.int32(), "option name argument"),
+    "optlen_in": (pa.int32(), "*optlen passed in (-1 if unreadable)"),
+    "optlen_out": (pa.int32(), "*optlen on return (-1 if unreadable)"),
+    "ret": (pa.int32(), "return value: 0, or -errno"),
+    "callsite": (pa.string(), "the instruction after the call into libc's getsockopt, symbolized"),
+    "stack": (pa.string(), "folded user stack outer;...;inner, null unless stacks were on"),
+}
+
+ARROW_SCHEMA = pa.schema([pa.field(name, typ) for name, (typ, _) in COLUMNS.items()])
+
+# The recorder sorts rows by time and writes these columns with delta encoding; the rest use
+# Parquet dictionaries. Keeping the choice here keeps every writer of the format consistent.
+DELTA_COLUMNS = ("ts_ns",)
+DICTIONARY_COLUMNS = tuple(c for c in COLUMNS if c not in DELTA_COLUMNS)
+
+# Why a completed call has no row. Counted exactly, per file, in `RecordingMetadata.lost`.
+LOSS_REASONS = (
+    "ringbuf_full",  # the kernel could not reserve ring buffer space (consumer too slow)
+    "entry_map_full",  # too many threads inside getsockopt at once to remember their entry
+    "exit_without_entry",  # exit seen without its entry (the call began before attaching)
+    "queue_full",  # user space dropped a decoded batch (writer could not keep up)
+    "write_error",  # rows that were in memory when writing failed (disk full, I/O error)
+)
+
+
+@dataclass
+class RecordingMetadata:
+    """What every file says about itself; written as JSON under `METADATA_KEY`."""
+
+    host: str
+    kernel: str
+    probe: str
+    recorder_version: str
+    recording_id: str
+    sequence: int
+    command_line: list[str]
+    filters: dict[str, Any]
+    clock: dict[str, int]  # {"monotonic_ns": m, "realtime_ns": r}: wall = mono - m + r
+    start_ns: int  # wall-clock span this file covers (file opened .. closed)
+    end_ns: int
+    events: int
+    lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LOSS_REASONS, 0))
+    stacks_lost: int = 0  # rows kept whose stack could not be captured (stack map full)
+    stacks: str = "callsite"  # "off" | "callsite" | "full"
+    stack_sample_period: int = 1  # 1 in N calls carries a full stack when stacks == "full"
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RecordingMetadata:
+        """Parse metadata; raises ValueError on anything that is not this format's JSON."""
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("metadata is not a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = {f.name for f in dataclasses.fields(cls) if f.name not in data} - {
+            "lost",
+            "stacks_lost",
+            "stacks",
+            "stack_sample_period",
+        }
+        if missing:
+            raise ValueError(f"metadata lacks {', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def lost_total(self) -> int:
+        return sum(self.lost.values())
+
+
+def schema_with_metadata(meta: RecordingMetadata) -> pa.Schema:
+    return ARROW_SCHEMA.with_metadata({METADATA_KEY: meta.to_bytes()})
+
+
+def parquet_write_options() -> dict[str, Any]:
+    """Keyword arguments for `pyarrow.parquet.ParquetWriter` that every writer of the format uses.
+
+    zstd, dictionaries for the low-cardinality columns, delta encoding for the sorted timestamp:
+    this is what gets a row down to a few bytes on disk.
+    """
+    return {
+        "compression": "zstd",
+        "compression_level": 3,
+        "use_dictionary": list(DICTIONARY_COLUMNS),
+        "column_encoding": dict.fromkeys(DELTA_COLUMNS, "DELTA_BINARY_PACKED"),
+        "write_statistics": True,
+    }
+
+
+def read_file_metadata(path: str) -> RecordingMetadata:
+    """The metadata of one recording file, from the Parquet footer's key-value metadata.
+
+    Read it there, not from the Arrow schema's metadata: the recorder adds it when it seals the
+    file, after the Arrow schema was serialized. Raises KeyError if the key is absent and
+    ValueError if it does not parse; pyarrow errors if the file is not Parquet.
+    """
+    import pyarrow.parquet as pq
+
+    kv = pq.ParquetFile(path).metadata.metadata or {}
+    return RecordingMetadata.from_bytes(kv[METADATA_KEY])
