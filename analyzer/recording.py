@@ -1,0 +1,266 @@
+"""Find and validate the files of a recording before anything queries them.
+
+A recording is given as Parquet files, directories (searched recursively, so a folder of
+several hosts' recordings works), globs, or several of these. Every file is checked against the
+format contract in `sockopt_trace.schema` (footer, metadata, format name and version, columns),
+so that a bad file is named in one line instead of failing deep inside a query.
+`*.parquet.partial` files (still being written, or left by a killed recorder) are never read,
+only reported.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sockopt_trace import schema
+from sockopt_trace.errors import UserError
+from sockopt_trace.schema import RecordingMetadata
+
+SKIP_HINT = "--skip-bad skips files that are not readable recordings"
+
+
+class BadFile(ValueError):
+    """A file that is not a readable recording of this format version."""
+
+
+@dataclass(frozen=True)
+class RecordingFile:
+    path: Path
+    meta: RecordingMetadata
+    rows: int  # from the Parquet footer
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    problem: str
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The validated files of one or more recordings, and what was left out and why."""
+
+    files: tuple[RecordingFile, ...]
+    partial: tuple[Path, ...] = ()
+    skipped: tuple[SkippedFile, ...] = ()
+
+    @property
+    def events(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def hosts(self) -> list[str]:
+        return sorted({f.meta.host for f in self.files})
+
+    @property
+    def lost(self) -> dict[str, int]:
+        """Events lost in all files, per reason (every reason present, zero or not)."""
+        totals = dict.fromkeys(schema.LOSS_REASONS, 0)
+        for f in self.files:
+            for reason, n in f.meta.lost.items():
+                totals[reason] = totals.get(reason, 0) + n
+        return totals
+
+    @property
+    def lost_total(self) -> int:
+        return sum(self.lost.values())
+
+    @property
+    def start_ns(self) -> int:
+        return min(f.meta.start_ns for f in self.files)
+
+    @property
+    def end_ns(self) -> int:
+        return max(f.meta.end_ns for f in self.files)
+
+    def notices(self) -> list[str]:
+        """One line each about what the reader should know: lost events, files left out."""
+        lines = []
+        if self.lost_total:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in self.lost.items() if v)
+            lines.append(
+                f"the recording lost {self.lost_total:,} events ({reasons}): counts are low "
+                "and percentiles may be biased"
+            )
+        if self.partial:
+            lines.append(
+                f"ignored {_count(len(self.partial), 'partial file')} (still being written, "
+                f"or the recorder was killed): {_names(self.partial)}"
+            )
+        if self.skipped:
+            shown = "; ".join(f"{s.path}: {s.problem}" for s in self.skipped[:3])
+            more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            lines.append(f"skipped {_count(len(self.skipped), 'bad file')}: {shown}{more}")
+        return lines
+
+
+def open_recording(specs: Sequence[str | Path], *, skip_bad: bool = False) -> Recording:
+    """Resolve `specs` to recording files and validate each one.
+
+    Raises UserError (exit code 2) naming the first bad file, unless `skip_bad`, which leaves
+    bad files out and lists them in `Recording.skipped` (an error still if none is left).
+    """
+    if not specs:
+        raise UserError("no recording given: name a recording directory, file or glob")
+    candidates, partial = find_files(specs)
+    files: list[RecordingFile] = []
+    skipped: list[SkippedFile] = []
+    for path in candidates:
+        try:
+            files.append(read_file(path))
+        except BadFile as err:
+            if not skip_bad:
+                raise UserError(f"{path}: {err} ({SKIP_HINT})") from None
+            skipped.append(SkippedFile(path, str(err)))
+    if not files:
+        problems = "; ".join(f"{s.path}: {s.problem}" for s in skipped[:3])
+        raise UserError(f"no readable recording files among {_names(candidates)}: {problems}")
+    return Recording(tuple(files), tuple(partial), tuple(skipped))
+
+
+def find_files(specs: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(files to read, partial files seen), each without duplicates, in a stable order."""
+    found: dict[Path, None] = {}
+    partial: dict[Path, None] = {}
+    for spec in specs:
+        for path in _expand(str(spec)):
+            if path.is_dir():
+                files, part = _scan_dir(path)
+                found.update(dict.fromkeys(files))
+                partial.update(dict.fromkeys(part))
+            elif path.name.endswith(schema.PARTIAL_SUFFIX):
+                raise UserError(
+                    f"{path}: a partial file (still being written, or its recorder was killed): "
+                    "it has no Parquet footer and cannot be read; wait for the recorder to "
+                    "rename it, or delete it"
+                )
+            else:
+                found[path] = None
+    return list(found), list(partial)
+
+
+def _expand(spec: str) -> list[Path]:
+    path = Path(spec)
+    if path.exists():
+        return [path]
+    if glob.has_magic(spec):
+        matches = sorted(glob.glob(spec, recursive=True))
+        if not matches:
+            raise UserError(f"{spec}: no files match this pattern")
+        return [Path(m) for m in matches]
+    raise UserError(f"{spec}: no such file or directory")
+
+
+def _scan_dir(directory: Path) -> tuple[list[Path], list[Path]]:
+    files = sorted(p for p in directory.rglob(f"*{schema.FILE_SUFFIX}") if p.is_file())
+    partial = sorted(directory.rglob(f"*{schema.PARTIAL_SUFFIX}"))
+    if not files:
+        why = (
+            f"only {_count(len(partial), 'partial file')} (a recorder is still writing, or was "
+            "killed before closing a file)"
+            if partial
+            else "no files at all"
+            if not any(directory.iterdir())
+            else "other files only"
+        )
+        raise UserError(
+            f"{directory}: no recording files (*{schema.FILE_SUFFIX}) in this directory: {why}"
+        )
+    return files, partial
+
+
+def read_file(path: Path) -> RecordingFile:
+    """Read and check one file's footer and metadata (not its rows). Raises BadFile."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        raise BadFile(f"cannot read: {err.strerror}") from None
+    if size == 0:
+        raise BadFile("empty file (0 bytes), not a Parquet file; delete it")
+    if magic != b"PAR1":
+        raise BadFile("not a Parquet file")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise BadFile(
+            "truncated or damaged Parquet file (no readable footer): it was not closed "
+            f"cleanly; delete it or recopy it ({first_line(err)})"
+        ) from None
+    meta = parse_metadata((pf.metadata.metadata or {}).get(schema.METADATA_KEY))
+    columns = check_columns(pf.schema_arrow)
+    return RecordingFile(path, meta, pf.metadata.num_rows, columns)
+
+
+def parse_metadata(raw: bytes | None) -> RecordingMetadata:
+    """The file's RecordingMetadata, after checking format name and version. Raises BadFile."""
+    key = schema.METADATA_KEY.decode()
+    if raw is None:
+        raise BadFile(f"a Parquet file, but not a {schema.FORMAT_NAME} recording (no '{key}' key)")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise BadFile(f"unreadable '{key}' metadata (not JSON)") from None
+    if not isinstance(data, dict) or data.get("format") != schema.FORMAT_NAME:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise BadFile(f"not a {schema.FORMAT_NAME} recording (format {found!r})")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise BadFile(f"metadata has no format version ({version!r})")
+    if version > schema.FORMAT_VERSION:
+        raise BadFile(
+            f"written in format version {version}, newer than this sockopt-trace reads "
+            f"({schema.FORMAT_VERSION}): upgrade sockopt-trace to read it"
+        )
+    if version < schema.FORMAT_VERSION:
+        raise BadFile(
+            f"written in format version {version}, which this sockopt-trace no longer reads "
+            f"(it reads {schema.FORMAT_VERSION}): use an older sockopt-trace"
+        )
+    try:
+        return RecordingMetadata.from_bytes(raw)
+    except (ValueError, TypeError) as err:
+        raise BadFile(f"unreadable '{key}' metadata: {err}") from None
+
+
+def check_columns(file_schema: pa.Schema) -> tuple[str, ...]:
+    """Every contract column present with its type (extra columns are allowed). Raises BadFile."""
+    for name, (typ, _) in schema.COLUMNS.items():
+        index = file_schema.get_field_index(name)
+        if index < 0:
+            raise BadFile(f"column '{name}' is missing: not a {schema.FORMAT_NAME} recording")
+        found = file_schema.field(index).type
+        if not _same_type(found, typ):
+            raise BadFile(f"column '{name}' has type {found}, expected {typ}")
+    return tuple(file_schema.names)
+
+
+def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
+    if pa.types.is_dictionary(found):
+        found = found.value_type
+    if pa.types.is_string(expected):
+        return pa.types.is_string(found) or pa.types.is_large_string(found)
+    return found == expected
+
+
+def first_line(err: BaseException) -> str:
+    """Library messages (DuckDB's, Arrow's) can run over several lines: keep the first."""
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _names(paths: Sequence[Path], most: int = 3) -> str:
+    shown = ", ".join(str(p) for p in paths[:most])
+    return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")

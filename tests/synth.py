@@ -1,0 +1,216 @@
+"""Synthetic recordings that follow the format contract exactly, for tests and the benchmark.
+
+Rows come from numpy with a fixed seed, so a test can regenerate the same rows (`synth_events`)
+and compute its expected answers independently of DuckDB. Files are written the way the
+recorder writes them: `parquet_write_options()`, rows sorted by time, and the metadata added as
+a key-value pair when the file is closed (`parquet_write_options` stores no Arrow schema, so
+metadata on the schema would not reach the file). Sequence numbers start at 1, as the
+recorder's do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sockopt_trace.schema import (
+    ARROW_SCHEMA,
+    LOSS_REASONS,
+    METADATA_KEY,
+    RecordingMetadata,
+    parquet_write_options,
+)
+
+START_NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
+
+# (comm, pid, threads): a handful of processes with different habits.
+PROCESSES: tuple[tuple[str, int, int], ...] = (
+    ("nginx", 1200, 4),
+    ("curl", 3400, 1),
+    ("python3", 5100, 2),
+    ("java", 7000, 8),
+    ("envoy", 8800, 3),
+)
+PROCESS_WEIGHTS = (0.40, 0.05, 0.15, 0.30, 0.10)
+
+# (level, optname, median latency ns): known options, plus one unknown pair.
+OPTIONS: tuple[tuple[int, int, float], ...] = (
+    (1, 4, 300.0),  # SOL_SOCKET / SO_ERROR
+    (6, 11, 900.0),  # IPPROTO_TCP / TCP_INFO
+    (1, 8, 250.0),  # SOL_SOCKET / SO_RCVBUF
+    (1, 7, 260.0),  # SOL_SOCKET / SO_SNDBUF
+    (0, 80, 1500.0),  # IPPROTO_IP / SO_ORIGINAL_DST
+    (41, 26, 280.0),  # IPPROTO_IPV6 / IPV6_V6ONLY
+    (6, 999, 200.0),  # IPPROTO_TCP / unknown option 999
+)
+OPTION_WEIGHTS = (0.30, 0.30, 0.15, 0.10, 0.08, 0.05, 0.02)
+
+# Return values: success, and a few errnos (EBADF, ENOTSOCK, ENOPROTOOPT, EINVAL, unknown 4000).
+RETS = (0, -9, -88, -92, -22, -4000)
+RET_WEIGHTS = (0.95, 0.01, 0.01, 0.015, 0.01, 0.005)
+
+CALLSITES = tuple(f"fn_{i}+0x{16 * i + 3:x}" for i in range(12))
+STACKS = tuple(f"main;loop_{i % 3};handler_{i};fn_{i}" for i in range(12))
+
+
+def synth_events(
+    n: int,
+    *,
+    seed: int = 0,
+    host: str = "host-a",
+    start_ns: int = START_NS,
+    rate_per_s: float = 1_000_000.0,
+    stacks: str = "callsite",
+    stack_sample_period: int = 1,
+) -> pa.Table:
+    """`n` rows in `ARROW_SCHEMA`, sorted by time; the same arguments give the same rows."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1e9 / rate_per_s, n).astype(np.int64) + 1
+    ts = start_ns + np.cumsum(gaps)
+    proc = rng.choice(len(PROCESSES), n, p=PROCESS_WEIGHTS)
+    comm_idx = proc
+    pids = np.array([p for _, p, _ in PROCESSES], dtype=np.int32)[proc]
+    nthreads = np.array([t for _, _, t in PROCESSES])[proc]
+    tids = pids + (rng.integers(0, 1 << 20, n) % nthreads).astype(np.int32)
+    opt = rng.choice(len(OPTIONS), n, p=OPTION_WEIGHTS)
+    level = np.array([lv for lv, _, _ in OPTIONS], dtype=np.int32)[opt]
+    optname = np.array([o for _, o, _ in OPTIONS], dtype=np.int32)[opt]
+    median = np.array([m for _, _, m in OPTIONS])[opt]
+    latency = (median * rng.lognormal(0.0, 0.6, n)).astype(np.int64) + 50
+    outliers = rng.random(n) < 1e-4
+    latency[outliers] *= 100
+    ret = np.array(RETS, dtype=np.int32)[rng.choice(len(RETS), n, p=RET_WEIGHTS)]
+    site = (proc * 3 + opt) % len(CALLSITES)
+    optlen_in = np.where(optname == 11, 232, 4).astype(np.int32)
+    optlen_out = np.where(ret < 0, optlen_in, optlen_in).astype(np.int32)
+    columns: dict[str, Any] = {
+        "ts_ns": ts,
+        "latency_ns": latency,
+        "host": _repeat(host, n),
+        "pid": pids,
+        "tid": tids,
+        "comm": _take([c for c, _, _ in PROCESSES], comm_idx),
+        "uid": np.where(proc == 0, 33, 1000).astype(np.int64),
+        "fd": (rng.integers(3, 200, n)).astype(np.int32),
+        "level": level,
+        "optname": optname,
+        "optlen_in": optlen_in,
+        "optlen_out": optlen_out,
+        "ret": ret,
+        "callsite": _take(CALLSITES, site) if stacks != "off" else pa.nulls(n, pa.string()),
+        "stack": _stacks(n, site, stacks, stack_sample_period),
+    }
+    return pa.table(columns, schema=ARROW_SCHEMA)
+
+
+def _repeat(value: str, n: int) -> pa.Array:
+    return pc.take(pa.array([value]), pa.array(np.zeros(n, dtype=np.int32)))
+
+
+def _take(vocab: Sequence[str], idx: np.ndarray) -> pa.Array:
+    return pc.take(pa.array(list(vocab)), pa.array(idx.astype(np.int32)))
+
+
+def _stacks(n: int, site: np.ndarray, stacks: str, period: int) -> pa.Array:
+    if stacks != "full":
+        return pa.nulls(n, pa.string())
+    arr = _take(STACKS, site)
+    keep = np.arange(n) % period == 0
+    return pc.if_else(pa.array(keep), arr, pa.nulls(n, pa.string()))
+
+
+def make_metadata(table: pa.Table | None = None, **overrides: Any) -> RecordingMetadata:
+    """Metadata for a file holding `table`, with any field overridden."""
+    ts = table.column("ts_ns") if table is not None else None
+    start = int(pc.min(ts).as_py()) - 1000 if ts is not None and len(ts) else START_NS
+    end = int(pc.max(ts).as_py()) + 1000 if ts is not None and len(ts) else START_NS + 10**9
+    fields: dict[str, Any] = {
+        "host": "host-a",
+        "kernel": "6.18.0-synthetic",
+        "probe": "tracepoint",
+        "recorder_version": "0.1.0",
+        "recording_id": "rec-0000",
+        "sequence": 1,
+        "command_line": ["sockopt-trace", "record", "-o", "rec"],
+        "filters": {},
+        "clock": {"monotonic_ns": 0, "realtime_ns": START_NS},
+        "start_ns": start,
+        "end_ns": end,
+        "events": table.num_rows if table is not None else 0,
+        "lost": dict.fromkeys(LOSS_REASONS, 0),
+    }
+    fields.update(overrides)
+    return RecordingMetadata(**fields)
+
+
+def write_file(
+    path: Path, table: pa.Table, meta: RecordingMetadata, row_group_rows: int = 1 << 20
+) -> Path:
+    """Write one recording file the way the recorder does."""
+    with pq.ParquetWriter(path, ARROW_SCHEMA, **parquet_write_options()) as writer:
+        for start in range(0, max(table.num_rows, 1), row_group_rows):
+            writer.write_table(table.slice(start, row_group_rows))
+        writer.add_key_value_metadata({METADATA_KEY: meta.to_bytes()})
+    return path
+
+
+def write_recording(
+    directory: Path,
+    n_events: int,
+    *,
+    files: int = 2,
+    seed: int = 0,
+    host: str = "host-a",
+    recording_id: str | None = None,
+    start_ns: int = START_NS,
+    lost: dict[str, int] | None = None,
+    stacks: str = "callsite",
+    stack_sample_period: int = 1,
+    skip_sequences: Sequence[int] = (),
+) -> list[Path]:
+    """A recording directory of `files` consecutive files holding `n_events` rows in all.
+
+    File i (sequence i + 1) holds the rows of `synth_events(..., seed=seed + i)`; `lost` is put
+    on the first file; sequences in `skip_sequences` are not written (to make gaps).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    recording_id = recording_id or uuid.uuid5(uuid.NAMESPACE_URL, f"{host}/{seed}").hex
+    paths = []
+    per_file = [n_events // files + (1 if i < n_events % files else 0) for i in range(files)]
+    t0 = start_ns
+    for i, n in enumerate(per_file):
+        seq = i + 1
+        table = synth_events(
+            n,
+            seed=seed + i,
+            host=host,
+            start_ns=t0,
+            stacks=stacks,
+            stack_sample_period=stack_sample_period,
+        )
+        t0 = int(table.column("ts_ns")[-1].as_py()) + 10_000 if n else t0 + 10**9
+        if seq in skip_sequences:
+            continue
+        meta = make_metadata(
+            table,
+            host=host,
+            recording_id=recording_id,
+            sequence=seq,
+            lost={**dict.fromkeys(LOSS_REASONS, 0), **(lost if i == 0 and lost else {})},
+            stacks=stacks,
+            stack_sample_period=stack_sample_period,
+        )
+        paths.append(write_file(directory / f"{host}-{seq:06d}.parquet", table, meta))
+    return paths
+
+
+def read_rows(paths: Sequence[Path]) -> pa.Table:
+    """All rows of `paths` read back with pyarrow (independent of the analyzer)."""
+    return pa.concat_tables(pq.read_table(p, schema=ARROW_SCHEMA) for p in paths)
