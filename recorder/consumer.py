@@ -31,7 +31,8 @@ class RingReader:
         self._fd = map_fd
         self._size = size
         self._rec = record_dtype()
-        self._event_len = event_dtype().itemsize
+        self._ev = event_dtype()
+        self._event_len = self._ev.itemsize
         self._cons_map = mmap.mmap(map_fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self._prod_map = mmap.mmap(
             map_fd, PAGE + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE
@@ -46,6 +47,14 @@ class RingReader:
         """Sleep until the kernel wakes us or the timeout passes."""
         self._poll.poll(timeout_ms)
 
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def record_size(self) -> int:
+        return self._rec.itemsize
+
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
 
@@ -56,7 +65,7 @@ class RingReader:
         recsize = self._rec.itemsize
         n = min((prod - cons) // recsize, max_records)
         if n <= 0:
-            return np.empty(0, dtype=event_dtype())
+            return np.empty(0, dtype=self._ev)
         start = cons & (self._size - 1)
         records = self._data[start : start + n * recsize].view(self._rec)
         lengths = records["hdr"]["len"]
@@ -67,10 +76,13 @@ class RingReader:
         sizes = lengths & ~np.uint32(BUSY_BIT | DISCARD_BIT)
         if n and (sizes != self._event_len).any():
             raise RuntimeError("ring buffer holds a record of unexpected size: format mismatch")
-        keep = (lengths & DISCARD_BIT) == 0
-        out = records["ev"][keep] if not keep.all() else records["ev"].copy()
+        # Copy as bytes: numpy copies a field of a structured array field by field (~30 ns per
+        # event); a 2-D byte copy of the event part of each record is a strided memcpy.
+        raw = self._data[start : start + n * recsize].reshape(n, recsize)
+        out = np.ascontiguousarray(raw[:, 8 : 8 + self._event_len]).view(self._ev).reshape(n)
         self._cons[0] = cons + n * recsize  # hand the space back (one aligned 8-byte store)
-        return out
+        discarded = (lengths & DISCARD_BIT) != 0
+        return out[~discarded] if discarded.any() else out
 
     def close(self) -> None:
         self._poll.unregister(self._fd)
@@ -95,7 +107,8 @@ class Consumer(threading.Thread):
         out: queue.Queue,
         on_new_pids: Callable[[np.ndarray], None],
         max_queued: int = 1 << 20,
-        poll_ms: int = 20,
+        poll_ms: int = 50,
+        batch_interval: float = 0.02,
     ) -> None:
         super().__init__(name="sockopt-consumer", daemon=True)
         self.reader = reader
@@ -103,6 +116,7 @@ class Consumer(threading.Thread):
         self.on_new_pids = on_new_pids
         self.max_queued = max_queued
         self.poll_ms = poll_ms
+        self.batch_interval = batch_interval
         self.stop_event = threading.Event()
         self.received = 0
         self.dropped = 0
@@ -119,19 +133,30 @@ class Consumer(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stop_event.is_set():
-                self.reader.wait(self.poll_ms)
-                self.drain_all()
+                if self.drain_all():
+                    # Let records age before reading them: reading lines the producing CPU has
+                    # just written costs a cross-core transfer each (measured: ~250 ns per event
+                    # when chasing the producer, ~10 ns when reading behind it).
+                    if self.reader.pending_bytes() < self.reader.size // 2:
+                        self.stop_event.wait(self.batch_interval)
+                else:
+                    self.reader.wait(self.poll_ms)
             self.drain_all()  # what the kernel wrote before detach
         except BaseException as err:  # surfaced by the session, never silently
             self.error = err
         finally:
             self.out.put(None)
 
-    def drain_all(self) -> None:
-        while True:
+    def drain_all(self) -> int:
+        """Take everything committed so far; return how many events that was."""
+        total = 0
+        end = self.reader.pending_bytes()
+        while end > 0:
             batch = self.reader.drain()
             if not len(batch):
-                return
+                break
+            end -= len(batch) * self.reader.record_size
+            total += len(batch)
             self.received += len(batch)
             pids = np.unique(batch["pid"])
             new = [int(p) for p in pids if int(p) not in self._seen_pids]
@@ -146,3 +171,4 @@ class Consumer(threading.Thread):
                     continue
                 self._queued += len(batch)
             self.out.put(batch)
+        return total

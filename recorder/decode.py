@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
-from sockopt_trace.recorder.symbols import Symbolizer, group_rows
+from sockopt_trace.recorder.symbols import Symbolizer, dictionary, group_rows
 
 
 def comm_strings(comms: np.ndarray) -> pa.Array:
@@ -19,13 +19,11 @@ def comm_strings(comms: np.ndarray) -> pa.Array:
         bytes(comms[row]).rstrip(b"\0").decode("utf-8", "backslashreplace")
         for row in first.tolist()
     ]
-    return pa.array(names, pa.string()).take(pa.array(index))
+    return dictionary(index, names)
 
 
 def constant(value: str, n: int) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value])
-    ).dictionary_decode()
+    return dictionary(np.zeros(n, dtype=np.int32), [value])
 
 
 class Decoder:
@@ -50,8 +48,7 @@ class Decoder:
                 pids, ev["stack_id"], ev["callsite"], self.walk_stack
             )
         else:
-            callsite = pa.nulls(n, pa.string())
-            stack = pa.nulls(n, pa.string())
+            callsite = stack = dictionary(np.zeros(n, np.int32), [None])
         return {
             "ts_ns": pa.array(ev["ts_ns"].astype(np.int64) + clock_offset),
             "latency_ns": pa.array(ev["latency_ns"].astype(np.int64)),

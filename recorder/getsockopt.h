@@ -28,7 +28,7 @@ struct event {
 enum counter {
 	CTR_SUBMITTED = 0,        /* events put into the ring buffer */
 	CTR_RINGBUF_FULL,         /* completed calls dropped: no ring buffer space */
-	CTR_ENTRY_MAP_FULL,       /* calls dropped: entry map full */
+	CTR_ENTRY_MAP_FULL,       /* calls dropped: no task storage for the entry (out of memory) */
 	CTR_EXIT_WITHOUT_ENTRY,   /* exits whose entry was not seen */
 	CTR_STACKS_LOST,          /* events kept without their stack */
 	NR_COUNTERS,

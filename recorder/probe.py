@@ -40,7 +40,6 @@ class ProbeConfig:
     stacks: bool = False
     stack_sample_period: int = 1
     ringbuf_bytes: int = 32 << 20
-    max_threads: int = 16384
     stack_entries: int = 16384
 
     @property
@@ -54,7 +53,6 @@ class ProbeConfig:
         flags = [
             f"-DMODE_{mode.upper()}",
             f"-DRINGBUF_PAGES={pages}",
-            f"-DMAX_THREADS={self.max_threads}",
             f"-DSTACK_ENTRIES={self.stack_entries}",
             f"-DSTACK_SAMPLE_PERIOD={max(1, self.stack_sample_period)}",
             # wake the reader when a CPU has filled about 1/8 of the ring since the last wakeup

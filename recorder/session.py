@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sockopt_trace.recorder.allocator import keep_freed_memory
 from sockopt_trace.recorder.consumer import Consumer, RingReader
 from sockopt_trace.recorder.decode import Decoder
 from sockopt_trace.recorder.launcher import Command
@@ -104,6 +105,7 @@ def _run(
     opts: RecordOptions, wcfg: WriterConfig, probe: Probe, command: Command | None
 ) -> RecordResult:
     cfg = opts.probe
+    keep_freed_memory()
     symbolizer = Symbolizer() if cfg.callsites or cfg.stacks else None
     reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size)
     batches: queue.Queue = queue.Queue()

@@ -221,7 +221,7 @@ class Symbolizer:
         """Symbolized call site per row; each distinct (pid, address) pair resolved once."""
         index, first = group_rows(pids, addrs)
         names = [self.resolve(int(pids[r]), int(addrs[r]))[0] for r in first.tolist()]
-        return pa.array(names, pa.string()).take(pa.array(index))
+        return dictionary(index, names)
 
     def folded_stacks(
         self, pids: np.ndarray, stack_ids: np.ndarray, callsites: np.ndarray, walk: Callable
@@ -232,7 +232,7 @@ class Symbolizer:
         skips the caller itself; the call site read at the stack pointer is put back in its place.
         """
         if not (stack_ids >= 0).any():
-            return pa.nulls(len(pids), pa.string())
+            return dictionary(np.zeros(len(pids), np.int32), [None])
         index, first = group_rows(pids, stack_ids, callsites)
         folded: list[str | None] = []
         for row in first.tolist():
@@ -246,7 +246,7 @@ class Symbolizer:
                 text = self._fold(pid, walk(stack_id), site)
                 self._stacks.put(key, text)
             folded.append(text)
-        return pa.array(folded, pa.string()).take(pa.array(index))
+        return dictionary(index, folded)
 
     def _fold(self, pid: int, frames: list[int], callsite: int) -> str:
         if frames and callsite:
@@ -258,16 +258,44 @@ class Symbolizer:
 def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group rows by the tuple of their values: (group index per row, first row of each group).
 
-    Hash-based (Arrow dictionary encoding), O(rows): this runs on every batch of the hot path.
+    Runs on every batch of the hot path, so: one hash-based pass (Arrow dictionary encoding) over
+    a 64-bit mix of the columns, then a vectorized check that every row equals its group's first
+    row; only if two different tuples collided in the mix is the exact, slower path taken.
     """
-    combined = np.zeros(len(columns[0]), dtype=np.int64)
+    n = len(columns[0])
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    mixed = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i, column in enumerate(columns):
+            mixed = mixed * np.uint64(0x9E3779B97F4A7C15 + 2 * i) + column.astype(np.uint64)
+    index, _ = _encode(mixed)
+    first = _first_rows(index)
+    if all((column == column[first][index]).all() for column in columns):
+        return index, first
+    combined = np.zeros(n, dtype=np.int64)
     for column in columns:
         idx, uniq = _encode(column)
         combined, _ = _encode(combined * len(uniq) + idx)
         combined = combined.astype(np.int64)
-    first = np.empty(int(combined.max()) + 1 if len(combined) else 0, dtype=np.int64)
-    first[combined[::-1]] = np.arange(len(combined) - 1, -1, -1)
-    return combined, first
+    return combined, _first_rows(combined)
+
+
+def _first_rows(index: np.ndarray) -> np.ndarray:
+    first = np.empty(int(index.max()) + 1, dtype=np.int64)
+    first[index[::-1]] = np.arange(len(index) - 1, -1, -1)
+    return first
+
+
+def dictionary(index: np.ndarray, values: list[str | None]) -> pa.DictionaryArray:
+    """A dictionary-typed string column (None values become nulls): Parquet writes it without
+    hashing every row again."""
+    missing = np.array([v is None for v in values], dtype=bool)
+    mask = missing[index] if missing.any() else None
+    return pa.DictionaryArray.from_arrays(
+        pa.array(index.astype(np.int32), mask=mask),
+        pa.array(["" if v is None else v for v in values], pa.string()),
+    )
 
 
 def _encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

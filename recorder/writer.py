@@ -24,8 +24,19 @@ import pyarrow.parquet as pq
 
 from sockopt_trace import schema
 from sockopt_trace.errors import UserError
+from sockopt_trace.recorder.events import event_dtype
 
 OUTPUT_ERROR = 4
+# The format's schema with string columns as Arrow dictionaries, which the decoder builds anyway;
+# the Parquet file is the same (plain strings, no Arrow schema stored).
+WRITE_SCHEMA = pa.schema(
+    [
+        pa.field(
+            f.name, pa.dictionary(pa.int32(), pa.string()) if f.type == pa.string() else f.type
+        )
+        for f in schema.ARROW_SCHEMA
+    ]
+)
 
 
 def clock_mapping() -> dict[str, int]:
@@ -69,7 +80,7 @@ class WriterConfig:
     host: str = field(default_factory=socket.gethostname)
     rotate_bytes: int = 256 << 20
     rotate_seconds: float = 600.0
-    row_group_rows: int = 1 << 19
+    row_group_rows: int = 1 << 18
     flush_seconds: float = 5.0
     file_mode: int = 0o640
 
@@ -106,7 +117,7 @@ class RecordingWriter:
         self.files: list[Path] = []
         self.rows_written = 0
         self.bytes_closed = 0
-        self._pending: list[np.ndarray] = []
+        self._buffer = np.zeros(config.row_group_rows, dtype=event_dtype())  # touched once, reused
         self._pending_rows = 0
         self._pending_since = 0.0
         self._file: Any = None
@@ -114,34 +125,38 @@ class RecordingWriter:
 
     # -- public -----------------------------------------------------------------------------
     def add(self, batch: np.ndarray) -> None:
-        if not len(batch):
-            return
-        if not self._pending:
-            self._pending_since = time.monotonic()
-        self._pending.append(batch)
-        self._pending_rows += len(batch)
-        if self._pending_rows >= self.config.row_group_rows:
-            self.flush()
+        """Copy a batch into the row-group buffer, writing a row group whenever it fills."""
+        while len(batch):
+            if not self._pending_rows:
+                self._pending_since = time.monotonic()
+            take = min(len(batch), len(self._buffer) - self._pending_rows)
+            dst = self._buffer[self._pending_rows : self._pending_rows + take]
+            dst.view(np.uint8)[:] = batch[:take].view(np.uint8)
+            self._pending_rows += take
+            batch = batch[take:]
+            if self._pending_rows == len(self._buffer):
+                self.flush()
 
     def tick(self) -> None:
         """Called regularly: flush an old row group, rotate by time."""
         now = time.monotonic()
-        if self._pending and now - self._pending_since >= self.config.flush_seconds:
+        if self._pending_rows and now - self._pending_since >= self.config.flush_seconds:
             self.flush()
         if self._writer is not None and now - self._opened_mono >= self.config.rotate_seconds:
             self._close_file()
 
     def flush(self) -> None:
-        if not self._pending:
+        if not self._pending_rows:
             return
-        rows = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending, self._pending_rows = [], 0
+        rows = self._buffer[: self._pending_rows]
+        self._pending_rows = 0
         try:
             if self._writer is None:
                 self._open_file()
-            rows = rows[np.argsort(rows["ts_ns"], kind="stable")]
-            columns = self.to_columns(rows, self._clock_offset)
-            table = pa.table(columns, schema=schema.ARROW_SCHEMA)
+            table = pa.table(self.to_columns(rows, self._clock_offset), schema=WRITE_SCHEMA)
+            ts = rows["ts_ns"]
+            if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # calls overlap across threads/CPUs
+                table = table.take(pa.array(np.argsort(ts, kind="stable")))
             assert self._writer is not None
             self._writer.write_table(table, row_group_size=len(rows))
             self._file_rows += len(rows)
@@ -176,9 +191,7 @@ class RecordingWriter:
         fd = os.open(self._partial_path, flags, self.config.file_mode)
         os.fchmod(fd, self.config.file_mode)  # exact mode whatever the umask
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._writer = pq.ParquetWriter(
-            self._file, schema.ARROW_SCHEMA, **schema.parquet_write_options()
-        )
+        self._writer = pq.ParquetWriter(self._file, WRITE_SCHEMA, **schema.parquet_write_options())
         self._clock = clock_mapping()
         self._clock_offset = self._clock["realtime_ns"] - self._clock["monotonic_ns"]
         self._opened_mono = time.monotonic()

@@ -46,10 +46,12 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 
 ARROW_SCHEMA = pa.schema([pa.field(name, typ) for name, (typ, _) in COLUMNS.items()])
 
-# The recorder sorts rows by time and writes these columns with delta encoding; the rest use
-# Parquet dictionaries. Keeping the choice here keeps every writer of the format consistent.
-DELTA_COLUMNS = ("ts_ns",)
-DICTIONARY_COLUMNS = tuple(c for c in COLUMNS if c not in DELTA_COLUMNS)
+# How every writer of the format encodes columns (see parquet_write_options): strings through
+# Parquet dictionaries, the sorted timestamp and the mostly constant integers with delta encoding
+# (constant runs cost nothing), latency through a dictionary (few distinct values in practice).
+STRING_COLUMNS = tuple(n for n, (t, _) in COLUMNS.items() if t == pa.string())
+DICTIONARY_COLUMNS = (*STRING_COLUMNS, "latency_ns")
+DELTA_COLUMNS = tuple(n for n in COLUMNS if n not in DICTIONARY_COLUMNS)
 
 # Why a completed call has no row. Counted exactly, per file, in `RecordingMetadata.lost`.
 LOSS_REASONS = (
@@ -116,15 +118,17 @@ def schema_with_metadata(meta: RecordingMetadata) -> pa.Schema:
 def parquet_write_options() -> dict[str, Any]:
     """Keyword arguments for `pyarrow.parquet.ParquetWriter` that every writer of the format uses.
 
-    zstd, dictionaries for the low-cardinality columns, delta encoding for the sorted timestamp:
-    this is what gets a row down to a few bytes on disk.
+    zstd plus the encodings above get a row to a few bytes on disk; statistics on the time column
+    let readers skip row groups outside --since/--until. No Arrow schema is stored: the files are
+    plain Parquet, and string columns read back as strings whatever Arrow type wrote them.
     """
     return {
         "compression": "zstd",
         "compression_level": 3,
         "use_dictionary": list(DICTIONARY_COLUMNS),
         "column_encoding": dict.fromkeys(DELTA_COLUMNS, "DELTA_BINARY_PACKED"),
-        "write_statistics": True,
+        "write_statistics": ["ts_ns", "pid"],
+        "store_schema": False,
     }
 
 
