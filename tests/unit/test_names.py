@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from sockopt_trace.analyzer import names
 
 HEADERS = sorted(Path("/usr/src").glob("linux-headers-*-common/include"))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sockopt_trace.analyzer.recording import open_recording
 
 from sockopt_trace import schema
+from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.errors import UserError
 from tests.synth import make_metadata, synth_events, write_file, write_recording
 

@@ -1,0 +1,144 @@
+"""What `info` says about a recording, from file metadata alone (no scan of the rows).
+
+Also the `files` table of the DuckDB views, so both show the same facts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+from collections import defaultdict
+from typing import Any
+
+import pyarrow as pa
+
+from sockopt_trace import schema
+from sockopt_trace.analyzer.recording import Recording, RecordingFile
+from sockopt_trace.analyzer.render import Result
+
+FIRST_SEQUENCE = 1  # the recorder numbers a recording's files 1, 2, 3, ...
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def files_table(rec: Recording) -> pa.Table:
+    """One row per file, from its metadata (also what `info` shows)."""
+    metas = [f.meta for f in rec.files]
+    cols: dict[str, Any] = {
+        "path": [str(f.path) for f in rec.files],
+        "host": [m.host for m in metas],
+        "kernel": [m.kernel for m in metas],
+        "probe": [m.probe for m in metas],
+        "recorder_version": [m.recorder_version for m in metas],
+        "recording_id": [m.recording_id for m in metas],
+        "sequence": pa.array([m.sequence for m in metas], pa.int64()),
+        "start_time": _timestamps([m.start_ns for m in metas]),
+        "end_time": _timestamps([m.end_ns for m in metas]),
+        "start_ns": pa.array([m.start_ns for m in metas], pa.int64()),
+        "end_ns": pa.array([m.end_ns for m in metas], pa.int64()),
+        "events": pa.array([f.rows for f in rec.files], pa.int64()),
+        "lost": pa.array([m.lost_total for m in metas], pa.int64()),
+    }
+    for reason in schema.LOSS_REASONS:
+        cols[f"lost_{reason}"] = pa.array([m.lost.get(reason, 0) for m in metas], pa.int64())
+    cols["stacks"] = [m.stacks for m in metas]
+    cols["stack_sample_period"] = pa.array([m.stack_sample_period for m in metas], pa.int64())
+    cols["stacks_lost"] = pa.array([m.stacks_lost for m in metas], pa.int64())
+    cols["filters"] = [json.dumps(m.filters, sort_keys=True) for m in metas]
+    cols["command_line"] = [shlex.join(m.command_line) for m in metas]
+    return pa.table(cols)
+
+
+def _timestamps(ns: list[int]) -> pa.Array:
+    return pa.array([n // 1000 for n in ns], pa.timestamp("us"))
+
+
+def to_datetime(ns: int) -> dt.datetime:
+    """Naive UTC datetime (microseconds), like DuckDB's TIMESTAMP values."""
+    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
+
+
+def describe(rec: Recording) -> list[Result]:
+    """Sections: the recording overall, its files, then (when there are any) gaps in file
+    sequences, partial files and skipped files."""
+    gaps = sequence_gaps(rec.files)
+    sections = [_overview(rec, len(gaps)), _files(rec)]
+    if gaps:
+        columns = ["recording_id", "host", "problem", "sequences", "from_time", "to_time"]
+        sections.append(Result(columns, gaps, "gaps"))
+    if rec.partial:
+        rows = [(str(p), _size(p)) for p in rec.partial]
+        sections.append(Result(["path", "bytes"], rows, "partial files (ignored)"))
+    if rec.skipped:
+        rows = [(str(s.path), s.problem) for s in rec.skipped]
+        sections.append(Result(["path", "problem"], rows, "skipped files"))
+    return sections
+
+
+def sequence_gaps(files: tuple[RecordingFile, ...]) -> list[tuple[Any, ...]]:
+    """Missing and duplicated file sequence numbers per recording id, with the time window
+    that the missing files covered (from the end of the file before to the start of the next)."""
+    by_id: dict[str, list[RecordingFile]] = defaultdict(list)
+    for f in files:
+        by_id[f.meta.recording_id].append(f)
+    rows: list[tuple[Any, ...]] = []
+    for rid, group in sorted(by_id.items()):
+        group.sort(key=lambda f: f.meta.sequence)
+        host = group[0].meta.host
+        previous: RecordingFile | None = None
+        expected = FIRST_SEQUENCE
+        for f in group:
+            seq = f.meta.sequence
+            if previous is not None and seq == previous.meta.sequence:
+                rows.append((rid, host, "duplicate", str(seq), None, None))
+                continue
+            if seq > expected:
+                missing = str(expected) if seq - 1 == expected else f"{expected}-{seq - 1}"
+                after = to_datetime(previous.meta.end_ns) if previous else None
+                rows.append((rid, host, "missing", missing, after, to_datetime(f.meta.start_ns)))
+            previous, expected = f, seq + 1
+    return rows
+
+
+def _overview(rec: Recording, gaps: int) -> Result:
+    metas = [f.meta for f in rec.files]
+    lost = rec.lost
+    stacks = sorted({m.stacks + _sampling(m.stack_sample_period) for m in metas})
+    row: dict[str, Any] = {
+        "hosts": ", ".join(rec.hosts),
+        "first_time": to_datetime(rec.start_ns),
+        "last_time": to_datetime(rec.end_ns),
+        "span_s": (rec.end_ns - rec.start_ns) / 1e9,
+        "events": rec.events,
+        "lost": rec.lost_total,
+        **{f"lost_{reason}": n for reason, n in lost.items()},
+        "stacks_lost": sum(m.stacks_lost for m in metas),
+        "probe": ", ".join(sorted({m.probe for m in metas})),
+        "stacks": ", ".join(stacks),
+        "kernels": ", ".join(sorted({m.kernel for m in metas})),
+        "recorder_versions": ", ".join(sorted({m.recorder_version for m in metas})),
+        "recordings": len({m.recording_id for m in metas}),
+        "files": len(rec.files),
+        "sequence_gaps": gaps,
+        "partial_files": len(rec.partial),
+        "skipped_files": len(rec.skipped),
+    }
+    return Result(list(row), [tuple(row.values())], "recording")
+
+
+def _files(rec: Recording) -> Result:
+    columns = ["path", "host", "recording_id", "sequence", "start_time", "end_time", "events"]
+    columns += ["lost", "probe", "stacks"]
+    table = files_table(rec).select(columns)
+    return Result(columns, [tuple(r.values()) for r in table.to_pylist()], "files")
+
+
+def _sampling(period: int) -> str:
+    return f" (1 in {period} sampled)" if period > 1 else ""
+
+
+def _size(path: Any) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

@@ -1,0 +1,192 @@
+"""The canned reports: `queries/*.sql`, each with a header that says what it answers.
+
+Header (leading `--` lines, `key: value`):
+    -- name: latency                                  (the file's stem)
+    -- answers: how slow are getsockopt calls, per group?
+    -- by: comm, level, optname                       (optional: default grouping; allows --by)
+    -- param: top (int, default 20): groups to show  (repeatable; types: int, float, str,
+                                                      duration, or choices a|b|c)
+    -- columns: <by>, calls, mean_ns, ...
+
+Nothing the user types is pasted into a report's SQL: parameter values are bound as DuckDB
+`$name` parameters (durations as integer nanoseconds), and grouping dimensions are looked up in
+the allow-list `DIMENSIONS`. A report with `by` uses three placeholders, replaced as text:
+`{by}` (select list, e.g. `comm, level_name AS level`), `{keys}` (`comm, level`) and `{weight}`
+(`1`, or `stack_weight` when grouping by stack, so that sampled stacks count for the calls they
+stand for; rows without a stack then have a NULL weight and are left out).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from sockopt_trace.analyzer.database import execute
+from sockopt_trace.analyzer.render import Result
+from sockopt_trace.errors import UserError
+from sockopt_trace.units import parse_duration
+
+# --by name -> column of the events view (the decoded name where it reads better).
+DIMENSIONS: dict[str, str] = {
+    "host": "host",
+    "comm": "comm",
+    "pid": "pid",
+    "tid": "tid",
+    "uid": "uid",
+    "fd": "fd",
+    "level": "level_name",
+    "optname": "optname_name",
+    "errno": "errno_name",
+    "callsite": "callsite",
+    "stack": "stack",
+    "optlen_in": "optlen_in",
+    "optlen_out": "optlen_out",
+}
+HEADER_KEYS = ("name", "answers", "by", "param", "columns")
+PLACEHOLDERS = ("{by}", "{keys}", "{weight}")
+_FIELD = re.compile(r"--\s*([a-z_]+):\s*(.*)")
+_PARAM = re.compile(r"([a-z_][a-z0-9_]*)\s*\(\s*([a-z|_]+)\s*,\s*default\s+([^)]*)\)\s*:\s*(.+)")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # int, float, str, duration, or choices "a|b"
+    default: str
+    help: str
+
+    def parse(self, value: Any) -> Any:
+        """The value to bind, from a string (command line) or an already typed value."""
+        text = str(value).strip()
+        try:
+            if self.type == "int":
+                return int(text)
+            if self.type == "float":
+                return float(text)
+            if self.type == "duration":
+                return round(parse_duration(text, f"{self.name} duration") * 1e9)
+        except ValueError:
+            raise UserError(f"bad value {text!r} for {self.name}: expected {self.type}") from None
+        if "|" in self.type and text not in self.type.split("|"):
+            raise UserError(f"bad value {text!r} for {self.name}: choose {self.type}")
+        return text
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    answers: str
+    columns: str
+    sql: str
+    params: tuple[Param, ...] = ()
+    by: tuple[str, ...] | None = None  # default dimensions; None: the report takes no --by
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.params) or "none"
+        raise UserError(f"report '{self.name}' has no parameter '{name}' (it has: {known})")
+
+
+def parse_report(text: str, source: str) -> Report:
+    """Parse a report file; raises ValueError on a malformed header (a bug in the file)."""
+    fields: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.startswith("--"):
+            break
+        m = _FIELD.fullmatch(line.strip())
+        if m:
+            if m.group(1) not in HEADER_KEYS:
+                raise ValueError(f"{source}: unknown header field '{m.group(1)}'")
+            fields.setdefault(m.group(1), []).append(m.group(2).strip())
+    for key in ("name", "answers", "columns"):
+        if len(fields.get(key, [])) != 1:
+            raise ValueError(f"{source}: the header needs exactly one '-- {key}:' line")
+    params = []
+    for spec in fields.get("param", []):
+        m = _PARAM.fullmatch(spec)
+        if not m:
+            raise ValueError(f"{source}: bad param {spec!r}: want NAME (TYPE, default X): HELP")
+        params.append(Param(*(g.strip() for g in m.groups())))
+    by = None
+    if "by" in fields:
+        by = tuple(d.strip() for d in fields["by"][0].split(",") if d.strip())
+        unknown = [d for d in by if d not in DIMENSIONS]
+        if unknown or not by:
+            raise ValueError(f"{source}: bad default dimensions {fields['by'][0]!r}")
+    return Report(
+        fields["name"][0], fields["answers"][0], fields["columns"][0], text, tuple(params), by
+    )
+
+
+@functools.cache
+def load_reports() -> dict[str, Report]:
+    """All canned reports by name, from the package's `queries/*.sql`."""
+    root = importlib.resources.files("sockopt_trace.queries")
+    reports = {}
+    for item in sorted(root.iterdir(), key=lambda i: i.name):
+        if item.name.endswith(".sql"):
+            report = parse_report(item.read_text(), item.name)
+            reports[report.name] = report
+    return reports
+
+
+def get_report(name: str) -> Report:
+    reports = load_reports()
+    if name not in reports:
+        raise UserError(f"unknown report '{name}': choose from {', '.join(reports)}")
+    return reports[name]
+
+
+def parse_by(text: str | Sequence[str]) -> list[str]:
+    """Dimension names from 'comm,optname' (or a list of such strings), each allow-listed."""
+    items = [text] if isinstance(text, str) else list(text)
+    dims = [d.strip() for item in items for d in item.split(",") if d.strip()]
+    unknown = [d for d in dims if d not in DIMENSIONS]
+    if unknown or not dims:
+        bad = ", ".join(unknown) if unknown else "(none)"
+        raise UserError(f"bad --by dimension {bad}: choose from {', '.join(DIMENSIONS)}")
+    return list(dict.fromkeys(dims))
+
+
+def prepare(
+    report: Report,
+    *,
+    by: Sequence[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """(SQL with the dimensions in, bound parameter values) for one run of `report`."""
+    values = {p.name: p.parse(p.default) for p in report.params}
+    for name, value in (params or {}).items():
+        values[name] = report.param(name).parse(value)
+    sql = report.sql
+    if report.by is None:
+        if by:
+            raise UserError(f"report '{report.name}' does not take --by")
+        return sql, values
+    dims = parse_by(by) if by else list(report.by)
+    select = ", ".join(d if DIMENSIONS[d] == d else f"{DIMENSIONS[d]} AS {d}" for d in dims)
+    weight = "stack_weight" if "stack" in dims else "1"
+    for placeholder, text in zip(PLACEHOLDERS, (select, ", ".join(dims), weight), strict=True):
+        sql = sql.replace(placeholder, text)
+    return sql, values
+
+
+def run_report(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    *,
+    by: Sequence[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Result:
+    """Run a canned report over the `events`/`files` views of `con`."""
+    report = get_report(name)
+    sql, values = prepare(report, by=by, params=params)
+    return Result.from_cursor(execute(con, sql, values), title=report.name)

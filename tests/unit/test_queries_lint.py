@@ -1,0 +1,133 @@
+"""Every canned query: a complete header, portable SQL (DESIGN.md), reads only the views, runs."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from pathlib import Path
+
+import pytest
+
+from sockopt_trace.analyzer.load import Loaded, load
+from sockopt_trace.analyzer.reports import (
+    DIMENSIONS,
+    PLACEHOLDERS,
+    load_reports,
+    parse_report,
+    prepare,
+    run_report,
+)
+from tests.synth import write_recording
+
+QUERY_DIR = Path(str(importlib.resources.files("sockopt_trace.queries")))
+SQL_FILES = sorted(QUERY_DIR.glob("*.sql"))
+
+# What breaks or silently changes on Spark through sqlglot (DESIGN.md, portability facts).
+FORBIDDEN = {
+    "quantile_disc": r"\bquantile_disc\b",
+    "percentile_cont/percentile_disc": r"\bpercentile_(cont|disc)\b",
+    "approximate quantiles": r"\bapprox_quantile\b|\breservoir_quantile\b",
+    "time_bucket": r"\btime_bucket\b",
+    "epoch functions": r"\bepoch\w*\s*\(",
+    "PIVOT": r"\b(UN)?PIVOT\b",
+    "list comprehension": r"\[[^\]]*\bfor\b[^\]]*\bin\b",
+    "ordered list()": r"\blist\s*\(",
+    "DuckDB time conversion (use ns_to_time)": r"\b(make_timestamp|to_timestamp)\b",
+}
+
+
+def body(text: str) -> str:
+    """The SQL without comments (so a comment may mention anything)."""
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    root = tmp_path_factory.mktemp("lint")
+    write_recording(root, 5000, files=2, seed=7, stacks="full", stack_sample_period=2)
+    return load([root])
+
+
+def test_there_are_the_seven_reports() -> None:
+    assert sorted(p.stem for p in SQL_FILES) == [
+        "callsites",
+        "errors",
+        "latency",
+        "processes",
+        "slowest",
+        "summary",
+        "timeline",
+    ]
+    assert set(load_reports()) == {p.stem for p in SQL_FILES}
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
+def test_header(path: Path) -> None:
+    text = path.read_text()
+    report = parse_report(text, path.name)
+    assert report.name == path.stem
+    assert len(report.answers) > 20 and report.columns
+    declared = {p.name for p in report.params}
+    used = set(re.findall(r"\$([a-z_]+)", body(text)))
+    assert declared == used, f"params declared {declared}, used {used}"
+    for p in report.params:
+        p.parse(p.default)  # the default is a valid value of its type
+        assert p.help
+    has_placeholders = {ph for ph in PLACEHOLDERS if ph in text}
+    if report.by is None:
+        assert not has_placeholders and "<by>" not in report.columns
+    else:
+        assert has_placeholders == set(PLACEHOLDERS) and report.columns.startswith("<by>, ")
+        assert set(report.by) <= set(DIMENSIONS)
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
+def test_portable_constructs_only(path: Path) -> None:
+    sql = body(path.read_text())
+    for what, pattern in FORBIDDEN.items():
+        assert not re.search(pattern, sql, re.IGNORECASE), f"{path.name} uses {what}"
+    for call in re.findall(r"quantile_cont\s*\(([^()]*)\)", sql):
+        assert re.fullmatch(r"\s*\w+\s*,\s*\[[0-9., ]+\]\s*", call), call
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
+def test_reads_only_the_views(path: Path) -> None:
+    sql = body(path.read_text())
+    ctes = set(re.findall(r"(\w+)\s+AS\s*\(", sql, re.IGNORECASE))
+    sources = set(re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", sql, re.IGNORECASE))
+    assert sources, path.name
+    assert sources <= ctes | {"events", "files"}, sources - ctes
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
+def test_explains_and_runs_with_every_dimension(path: Path, loaded: Loaded) -> None:
+    report = parse_report(path.read_text(), path.name)
+    dims_choices = (
+        [None] if report.by is None else [None, *([d] for d in DIMENSIONS), list(DIMENSIONS)]
+    )
+    for dims in dims_choices:
+        sql, values = prepare(report, by=dims)
+        plan = loaded.con.execute("EXPLAIN " + sql, values).fetchall()
+        assert plan
+        result = run_report(loaded.con, report.name, by=dims)
+        rows = list(result.rows)
+        assert rows, (report.name, dims)
+        columns = report.columns.replace("<by>", ", ".join(dims or report.by or ()))
+        assert result.columns == [c.strip() for c in columns.split(",")]
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "quantile_disc(x, 0.5)",
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY x)",
+        "time_bucket(INTERVAL '1s', time)",
+        "epoch_ms(time)",
+        "PIVOT events ON comm",
+        "[x * 2 for x in xs]",
+        "list(x ORDER BY y)",
+        "make_timestamp(ts_ns // 1000)",
+    ],
+)
+def test_the_lint_catches_what_it_forbids(snippet: str) -> None:
+    assert any(re.search(p, snippet, re.IGNORECASE) for p in FORBIDDEN.values())
