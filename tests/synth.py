@@ -10,6 +10,7 @@ recorder's do.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from sockopt_trace.schema import (
     ARROW_SCHEMA,
+    FORMAT_VERSION,
     LOSS_REASONS,
     METADATA_KEY,
     RecordingMetadata,
@@ -214,3 +216,50 @@ def write_recording(
 def read_rows(paths: Sequence[Path]) -> pa.Table:
     """All rows of `paths` read back with pyarrow (independent of the analyzer)."""
     return pa.concat_tables(pq.read_table(p, schema=ARROW_SCHEMA) for p in paths)
+
+
+# -- files that are not valid recordings, for the bad-input tests ------------------------------
+
+BAD_KINDS = ("zero-byte", "text", "truncated", "other-schema", "future-version")
+
+
+def bad_file(directory: Path, kind: str) -> Path:
+    """A `*.parquet` file in `directory` that the analyzer must refuse, of the given kind."""
+    path = directory / f"{kind}.parquet"
+    table = synth_events(50, seed=3)
+    if kind == "zero-byte":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("host,pid\nh,1\n")
+    elif kind == "truncated":
+        write_file(path, table, make_metadata(table))
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "other-schema":
+        pq.write_table(pa.table({"x": [1, 2, 3]}), path)
+    elif kind == "future-version":
+        write_with_metadata(path, metadata_json(format_version=FORMAT_VERSION + 1), table)
+    else:
+        raise ValueError(kind)
+    return path
+
+
+def write_with_metadata(path: Path, raw: bytes, table: pa.Table | None = None) -> Path:
+    """A Parquet file of `table` whose format metadata is exactly `raw`."""
+    table = table if table is not None else synth_events(20, seed=4)
+    with pq.ParquetWriter(path, table.schema, **parquet_write_options()) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata({METADATA_KEY: raw})
+    return path
+
+
+def metadata_json(**changes: Any) -> bytes:
+    data = json.loads(make_metadata().to_bytes())
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+def metadata_without(field: str) -> bytes:
+    data = json.loads(metadata_json())
+    del data[field]
+    return json.dumps(data).encode()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.errors import UserError
-from tests.synth import make_metadata, synth_events, write_file, write_recording
+from tests.synth import (
+    bad_file,
+    metadata_json,
+    metadata_without,
+    synth_events,
+    write_recording,
+    write_with_metadata,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,25 +94,6 @@ def test_empty_directory_and_directory_of_partial_files(tmp_path: Path) -> None:
     assert "no recording files" in message and "partial" in message
 
 
-def bad_file(tmp_path: Path, kind: str) -> Path:
-    """A file that must be refused, of the given kind."""
-    path = tmp_path / f"{kind}.parquet"
-    table = synth_events(50, seed=3)
-    if kind == "zero-byte":
-        path.write_bytes(b"")
-    elif kind == "text":
-        path.write_text("host,pid\nh,1\n")
-    elif kind == "truncated":
-        write_file(path, table, make_metadata(table))
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "other-schema":
-        pq.write_table(pa.table({"x": [1, 2, 3]}), path)
-    else:
-        raise AssertionError(kind)
-    return path
-
-
 @pytest.mark.parametrize(
     ("kind", "words"),
     [
@@ -123,30 +109,10 @@ def test_bad_files_are_named_with_the_problem(tmp_path: Path, kind: str, words: 
     assert message.startswith(f"{path}: ") and words in message
 
 
-def write_with_metadata(path: Path, raw: bytes, table: pa.Table | None = None) -> Path:
-    table = table if table is not None else synth_events(20, seed=4)
-    with pq.ParquetWriter(path, table.schema, **schema.parquet_write_options()) as writer:
-        writer.write_table(table)
-        writer.add_key_value_metadata({schema.METADATA_KEY: raw})
-    return path
-
-
-def metadata_json(**changes: object) -> bytes:
-    data = json.loads(make_metadata().to_bytes())
-    data.update(changes)
-    return json.dumps(data).encode()
-
-
 def test_future_format_version_says_to_upgrade(tmp_path: Path) -> None:
     path = write_with_metadata(tmp_path / "f.parquet", metadata_json(format_version=99))
     message = str(user_error(path))
     assert "format version 99" in message and "upgrade sockopt-trace" in message
-
-
-def metadata_without(field: str) -> bytes:
-    data = json.loads(metadata_json())
-    del data[field]
-    return json.dumps(data).encode()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,88 @@
+"""What the analyzer commands (info, report, query, queries) share: options, warnings, output."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from sockopt_trace.analyzer.load import Loaded, load
+from sockopt_trace.analyzer.render import Result, render
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+Recs = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="REC...",
+        help="Recording: a Parquet file, a recording directory (searched recursively) or a "
+        "glob; give several to read several hosts' recordings together.",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    Format, typer.Option("--format", "-f", help="table for people; csv, json, markdown for tools.")
+]
+SkipBad = Annotated[
+    bool,
+    typer.Option("--skip-bad", help="Skip files that are not readable recordings (and list them)."),
+]
+MaxRows = Annotated[
+    int,
+    typer.Option(
+        "--max-rows", help="Rows shown by table and markdown (0: all); csv and json print all."
+    ),
+]
+Where = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        "-w",
+        help="SQL condition on events columns, e.g. \"comm = 'nginx' AND errno_name <> 'OK'\".",
+    ),
+]
+Since = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only calls at or after this time: 2025-01-31T12:00:00 (UTC unless it has an "
+        "offset) or an offset from the recording's start (30s, 5m).",
+    ),
+]
+Until = Annotated[
+    str | None, typer.Option("--until", help="Only calls before this time (same forms as --since).")
+]
+
+
+def warn(message: str) -> None:
+    print(f"sockopt-trace: warning: {message}", file=sys.stderr)
+
+
+def open_and_warn(
+    recs: Sequence[str],
+    *,
+    skip_bad: bool,
+    where: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Loaded:
+    """Load the recording; what the user should know (lost events, files left out) goes to
+    stderr, one line each, so stdout stays machine-readable."""
+    loaded = load(recs, skip_bad=skip_bad, where=where, since=since, until=until)
+    for line in loaded.recording.notices():
+        warn(line)
+    return loaded
+
+
+def emit(results: Result | Sequence[Result], fmt: Format, max_rows: int) -> None:
+    if render(results, fmt.value, sys.stdout, max_rows=max_rows or None):
+        warn(f"showing the first {max_rows:,} rows: --max-rows 0 shows all, --format csv too")

@@ -1,0 +1,87 @@
+"""`sockopt-trace report REC... [NAME]`: run a canned report (queries/*.sql)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sockopt_trace.analyzer.reports import DIMENSIONS, load_reports, parse_by, run_report
+from sockopt_trace.cli.analysis import (
+    Format,
+    FormatOpt,
+    MaxRows,
+    Recs,
+    Since,
+    SkipBad,
+    Until,
+    Where,
+    emit,
+    open_and_warn,
+)
+from sockopt_trace.cli.app import app
+from sockopt_trace.errors import UserError
+
+HELP = (
+    "Run a canned report (default: summary); `sockopt-trace queries` lists them.\n\n"
+    "The report name may come after the recordings: an argument that names a report and is not "
+    "an existing path is the report name. --by dimensions: " + ", ".join(DIMENSIONS) + ".\n\n"
+    "Examples:\n"
+    "  sockopt-trace report rec/\n"
+    "  sockopt-trace report rec/ latency --by comm,optname\n"
+    "  sockopt-trace report rec/ callsites --top 20 --format markdown\n"
+    "  sockopt-trace report rec/ errors --where \"comm = 'nginx'\" --since 30s --until 2m\n"
+    "  sockopt-trace report host-a/ host-b/ timeline -p interval=100ms"
+)
+
+
+@app.command("report", help=HELP)
+def report(
+    args: Recs,
+    name: Annotated[
+        str | None, typer.Option("--report", "-r", help="Report name (or give it after REC).")
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", "-b", help="Group by these dimensions, e.g. comm,optname."),
+    ] = None,
+    where: Where = None,
+    since: Since = None,
+    until: Until = None,
+    top: Annotated[int | None, typer.Option("--top", "-n", help="Rows to show.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Report parameter NAME=VALUE.")
+    ] = None,
+    fmt: FormatOpt = Format.table,
+    skip_bad: SkipBad = False,
+    max_rows: MaxRows = 1000,
+) -> None:
+    recs, report_name = split_name(args, name)
+    params = dict(key_value(p) for p in param or [])
+    if top is not None:
+        params["top"] = top
+    dims = parse_by(by) if by else None
+    loaded = open_and_warn(recs, skip_bad=skip_bad, where=where, since=since, until=until)
+    emit(run_report(loaded.con, report_name, by=dims, params=params), fmt, max_rows)
+
+
+def split_name(args: list[str], option: str | None) -> tuple[list[str], str]:
+    """(recordings, report name) from the positional arguments and --report."""
+    known = load_reports()
+    named = [a for a in args if a in known and not Path(a).exists()]
+    if option:
+        named.append(option)
+    if len(named) > 1:
+        raise UserError(f"give one report name, not {' and '.join(named)}")
+    recs = [a for a in args if a not in named]
+    if not recs:
+        raise UserError("no recording given: sockopt-trace report REC... [NAME]")
+    return recs, named[0] if named else "summary"
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"bad --param {text!r}: use NAME=VALUE, e.g. -p top=50")
+    return key.strip(), value
