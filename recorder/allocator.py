@@ -10,8 +10,8 @@ bounded: it is the peak of what the bounded buffers need, kept rather than given
 
 from __future__ import annotations
 
-import ctypes
 import contextlib
+import ctypes
 
 import pyarrow as pa
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
+
 from sockopt_trace.recorder.events import BUSY_BIT, DISCARD_BIT, event_dtype, record_dtype
 
 PAGE = mmap.PAGESIZE

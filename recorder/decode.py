@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
+
 from sockopt_trace.recorder.symbols import Symbolizer, dictionary, group_rows
 
 

@@ -20,6 +20,7 @@ from types import ModuleType
 from sockopt_trace.errors import UserError
 
 ENV_ERROR = 3
+# Where distros put bcc's Python module; SOCKOPT_TRACE_BCC_DIRS (colon-separated) overrides.
 BCC_DIST_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib/python3/site-packages")
 TRACEFS = Path("/sys/kernel/tracing")
 HEADER_CACHE = Path(os.environ.get("SOCKOPT_TRACE_CACHE", "/var/cache/sockopt-trace"))
@@ -44,12 +45,15 @@ def import_bcc() -> ModuleType:
     if _bcc is not None:
         return _bcc
     mount_tracefs()  # bcc picks its tracefs path at import time
-    try:
-        _bcc = importlib.import_module("bcc")
-        return _bcc
-    except ImportError:
-        pass
-    candidates = [d for d in BCC_DIST_DIRS if Path(d, "bcc", "__init__.py").exists()]
+    override = os.environ.get("SOCKOPT_TRACE_BCC_DIRS")
+    if override is None:
+        try:
+            _bcc = importlib.import_module("bcc")
+            return _bcc
+        except ImportError:
+            pass
+    dirs = override.split(":") if override is not None else BCC_DIST_DIRS
+    candidates = [d for d in dirs if Path(d, "bcc", "__init__.py").exists()]
     for directory in candidates:
         sys.path.insert(0, directory)
         try:
@@ -99,7 +103,14 @@ def find_kernel_headers() -> tuple[str | None, str]:
     symlinks, since bcc takes a single source directory.
     """
     if os.environ.get("BCC_KERNEL_SOURCE"):
-        return os.environ["BCC_KERNEL_SOURCE"], "BCC_KERNEL_SOURCE from the environment"
+        source = os.environ["BCC_KERNEL_SOURCE"]
+        if not Path(source, "include").is_dir():
+            raise UserError(
+                f"BCC_KERNEL_SOURCE={source} holds no kernel headers (no include/): unset it, "
+                "or point it at a linux-headers tree",
+                ENV_ERROR,
+            )
+        return source, "BCC_KERNEL_SOURCE from the environment"
     release = platform.release()
     build = Path("/lib/modules", release, "build")
     if (build / "include").is_dir():

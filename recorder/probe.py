@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sockopt_trace.recorder import environment
-from sockopt_trace.recorder.events import counter_names, record_dtype
 
 from sockopt_trace.errors import UserError
+from sockopt_trace.recorder import environment
+from sockopt_trace.recorder.events import counter_names, record_dtype
 
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
 MODES = ("fentry", "kprobe", "tracepoint")

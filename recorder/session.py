@@ -17,6 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sockopt_trace import __version__
+from sockopt_trace.errors import UserError
+from sockopt_trace.recorder import environment
 from sockopt_trace.recorder.allocator import keep_freed_memory
 from sockopt_trace.recorder.consumer import Consumer, RingReader
 from sockopt_trace.recorder.decode import Decoder
@@ -31,9 +34,6 @@ from sockopt_trace.recorder.writer import (
     WriterConfig,
     prepare_directory,
 )
-
-from sockopt_trace import __version__
-from sockopt_trace.errors import UserError
 
 DRAIN_GRACE_S = 0.05  # between detaching entry and exit: lets in-flight calls complete
 
@@ -81,6 +81,7 @@ def record(opts: RecordOptions) -> RecordResult:
     if opts.duration is not None and opts.duration <= 0:
         raise UserError("--duration must be positive, e.g. 30s, 5m, 1h")
     validate(opts.probe)
+    environment.require_root()
     prepare_directory(opts.output, opts.force)
     wcfg = opts.writer or WriterConfig(directory=opts.output)
     wcfg.directory = opts.output
@@ -143,8 +144,8 @@ def _run(
     try:
         if command:
             command.release()
-            if symbolizer:  # the executable is mapped now; a short run may be gone by its 1st event
-                symbolizer.prepare([command.pid])
+            if symbolizer:  # a short run may be gone by the time its first event is read
+                symbolizer.prepare_exec(command.pid)
         status.info(f"recording getsockopt calls ({probe.mode} probe) into {opts.output}/")
         deadline = time.monotonic() + opts.duration if opts.duration else None
         stop_asked_at: float | None = None

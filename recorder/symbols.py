@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -171,6 +172,21 @@ class Symbolizer:
             maps = read_maps(int(pid))
             if maps:
                 self._maps.put(int(pid), maps)
+
+    def prepare_exec(self, pid: int, timeout: float = 0.1) -> None:
+        """Snapshot a process that has just exec'ed, once its executable is mapped (the kernel
+        maps it only after the exec has become visible to us)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                exe = os.readlink(f"/proc/{pid}/exe")
+            except OSError:
+                return
+            maps = read_maps(pid)
+            if maps and any(m.path == exe for m in maps):
+                self._maps.put(pid, maps)
+                return
+            time.sleep(0.0002)
 
     def _mapping(self, pid: int, addr: int) -> Mapping | None:
         for attempt in range(2):

@@ -57,6 +57,10 @@ def prepare_directory(path: Path, force: bool) -> None:
     """Create the output directory, or refuse one that already holds a recording."""
     if path.is_symlink():
         raise UserError(f"{path} is a symbolic link: give a real directory", OUTPUT_ERROR)
+    if path.exists() and not path.is_dir():
+        raise UserError(
+            f"{path} exists and is not a directory: choose another -o DIR", OUTPUT_ERROR
+        )
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as err:
@@ -122,6 +126,7 @@ class RecordingWriter:
         self._pending_since = 0.0
         self._file: Any = None
         self._writer: pq.ParquetWriter | None = None
+        self._span_start = time.time_ns()  # files cover the recording without gaps
 
     # -- public -----------------------------------------------------------------------------
     def add(self, batch: np.ndarray) -> None:
@@ -129,13 +134,20 @@ class RecordingWriter:
         while len(batch):
             if not self._pending_rows:
                 self._pending_since = time.monotonic()
-            take = min(len(batch), len(self._buffer) - self._pending_rows)
+            take = min(len(batch), self._row_group_limit() - self._pending_rows)
             dst = self._buffer[self._pending_rows : self._pending_rows + take]
             dst.view(np.uint8)[:] = batch[:take].view(np.uint8)
             self._pending_rows += take
             batch = batch[take:]
-            if self._pending_rows == len(self._buffer):
+            if self._pending_rows >= self._row_group_limit():
                 self.flush()
+
+    def _row_group_limit(self) -> int:
+        """Rows per row group: the buffer's size, or fewer when files rotate at a small size
+        (so that rotation can happen at all), judged by the bytes per row seen so far."""
+        per_row = self.bytes_written / self.rows_written if self.rows_written else 2.0
+        fit = int(self.config.rotate_bytes / max(per_row, 0.25))
+        return max(1024, min(len(self._buffer), fit))
 
     def tick(self) -> None:
         """Called regularly: flush an old row group, rotate by time."""
@@ -161,6 +173,8 @@ class RecordingWriter:
             self._writer.write_table(table, row_group_size=len(rows))
             self._file_rows += len(rows)
             self.rows_written += len(rows)
+            first, last = table["ts_ns"][0].as_py(), table["ts_ns"][-1].as_py()
+            self._ts_range = (min(self._ts_range[0], first), max(self._ts_range[1], last))
         except OSError as err:
             raise WriteError(f"writing {self._partial_path}: {err.strerror}", len(rows)) from err
         if self._file.tell() >= self.config.rotate_bytes:
@@ -195,7 +209,8 @@ class RecordingWriter:
         self._clock = clock_mapping()
         self._clock_offset = self._clock["realtime_ns"] - self._clock["monotonic_ns"]
         self._opened_mono = time.monotonic()
-        self._start_ns = time.time_ns()
+        self._start_ns = self._span_start
+        self._ts_range = (2**63 - 1, 0)
         self._losses_at_open = self.losses()
         self._file_rows = 0
 
@@ -204,13 +219,15 @@ class RecordingWriter:
         now = self.losses()
         lost = {k: now.get(k, 0) - self._losses_at_open.get(k, 0) for k in now}
         stacks_lost = lost.pop("stacks_lost", 0)
+        end_ns = time.time_ns()
+        self._span_start = end_ns
         meta = schema.RecordingMetadata(
             **self.base,
             recording_id=self.recording_id,
             sequence=self.sequence,
             clock=self._clock,
-            start_ns=self._start_ns,
-            end_ns=time.time_ns(),
+            start_ns=min(self._start_ns, self._ts_range[0]),
+            end_ns=max(end_ns, self._ts_range[1]),
             events=self._file_rows,
             lost={r: lost.get(r, 0) for r in schema.LOSS_REASONS},
             stacks_lost=stacks_lost,

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up sockopt-trace in ./.venv. Idempotent: fast when everything is there already.
+#   --system   also install the distro packages recording needs (root): bcc, kernel headers, gcc
+#   --dev      also install the test tools (pytest, hypothesis, ruff)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+system=0 dev=0
+for arg in "$@"; do
+  case "$arg" in
+    --system) system=1 ;;
+    --dev) dev=1 ;;
+    *) echo "usage: scripts/setup.sh [--system] [--dev]" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$system" = 1 ]; then
+  pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev)
+  missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "scripts/setup.sh: installing ${missing[*]} needs root: run it with sudo" >&2; exit 3
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+extra=""
+[ "$dev" = 1 ] && extra="[test]"
+stamp=".venv/.installed${extra}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+  touch "$stamp"
+fi

@@ -1,0 +1,218 @@
+"""Record real getsockopt(2) calls from real processes and check every row against what the
+workload is known to have done (tests/workloads/calls.c)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sockopt_trace import schema
+from tests.kernel.support import cli
+
+pytestmark = pytest.mark.kernel
+
+SOL_SOCKET, IPPROTO_TCP = socket.SOL_SOCKET, socket.IPPROTO_TCP
+# (function, level, optname, return value) for each call the workload makes per round
+CALLS = [
+    ("poll_so_error", SOL_SOCKET, socket.SO_ERROR, 0),
+    ("query_rcvbuf", SOL_SOCKET, socket.SO_RCVBUF, 0),
+    ("query_tcp_info", IPPROTO_TCP, socket.TCP_INFO, 0),
+    ("bad_fd", SOL_SOCKET, socket.SO_TYPE, -errno.EBADF),
+    ("not_a_socket", SOL_SOCKET, socket.SO_TYPE, -errno.ENOTSOCK),
+    ("unknown_option", SOL_SOCKET, 12345, -errno.ENOPROTOOPT),
+]
+
+
+def read_recording(directory: Path) -> tuple[pa.Table, list[schema.RecordingMetadata]]:
+    files = sorted(directory.glob("*.parquet"))
+    assert files, f"no files in {directory}"
+    metas = [schema.read_file_metadata(str(f)) for f in files]
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    return table, metas
+
+
+def test_command_calls_are_recorded_exactly(tmp_path: Path, workload_bin: Path) -> None:
+    rounds, threads = 50, 2
+    out = tmp_path / "rec"
+    result = cli("record", "-o", str(out), "--", str(workload_bin), str(rounds), str(threads))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    table, metas = read_recording(out)
+    rows = table.to_pylist()
+
+    mine = [r for r in rows if r["pid"] == report["pid"]]
+    assert len(mine) == len(CALLS) * rounds * threads
+    assert len(rows) == len(mine), "the command filter let other processes in"
+
+    by_kind = Counter((r["level"], r["optname"], r["ret"]) for r in mine)
+    for _, level, optname, ret in CALLS:
+        assert by_kind[(level, optname, ret)] == rounds * threads
+    assert {r["tid"] for r in mine} == set(report["tids"])
+    assert {r["comm"] for r in mine} == {"calls"}
+    assert {r["uid"] for r in mine} == {os.getuid()}
+    assert all(r["latency_ns"] > 0 for r in mine)
+    ts = [r["ts_ns"] for r in rows]
+    assert ts == sorted(ts)
+    assert abs(ts[0] - time.time_ns()) < 120e9, "timestamps are not wall-clock UTC"
+
+    # every call site names the function that made the call
+    for function, level, optname, ret in CALLS:
+        sites = {
+            r["callsite"]
+            for r in mine
+            if (r["level"], r["optname"], r["ret"]) == (level, optname, ret)
+        }
+        assert len(sites) == 1 and sites.pop().startswith(f"{function}+0x"), (function, sites)
+
+    # arguments and optlen, read from user memory at entry and exit
+    for r in mine:
+        if r["ret"] == -errno.EBADF:
+            assert r["fd"] == -1
+        elif r["ret"] == -errno.ENOTSOCK:
+            assert r["fd"] not in (-1, report["fd"])
+        else:
+            assert r["fd"] == report["fd"]
+        if (r["level"], r["optname"]) == (IPPROTO_TCP, socket.TCP_INFO):
+            assert r["optlen_in"] >= r["optlen_out"] > 100  # struct tcp_info
+        elif r["ret"] == 0:
+            assert r["optlen_in"] == r["optlen_out"] == 4
+        else:
+            assert r["optlen_in"] == 4
+
+    assert len(metas) == 1
+    meta = metas[0]
+    assert (meta.format, meta.format_version) == (schema.FORMAT_NAME, schema.FORMAT_VERSION)
+    assert meta.probe == "tracepoint"
+    assert meta.events == len(rows)
+    assert meta.lost_total == 0
+    assert meta.filters["command"] == [str(workload_bin), str(rounds), str(threads)]
+    assert meta.host == socket.gethostname() and meta.kernel == os.uname().release
+    assert meta.start_ns <= ts[0] and meta.end_ns >= ts[-1]
+    assert not list(out.glob("*.partial")), "a temporary file was left behind"
+    assert (os.stat(next(out.glob("*.parquet"))).st_mode & 0o777) == 0o640
+
+
+def test_exit_status_of_the_command_passes_through(tmp_path: Path) -> None:
+    result = cli("record", "-q", "-o", str(tmp_path / "r"), "--", "sh", "-c", "exit 7")
+    assert result.returncode == 7, result.stderr
+    killed = cli("record", "-q", "-o", str(tmp_path / "k"), "--", "sh", "-c", "kill -TERM $$")
+    assert killed.returncode == 128 + signal.SIGTERM, killed.stderr
+
+
+def test_children_of_the_command_are_traced(tmp_path: Path, workload_bin: Path) -> None:
+    out = tmp_path / "rec"
+    script = f"{workload_bin} 10 1 && {workload_bin} 20 1"
+    result = cli("record", "-q", "-o", str(out), "--", "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+    table, _ = read_recording(out)
+    per_pid = sorted(Counter(table["pid"].to_pylist()).values())
+    assert per_pid == [10 * len(CALLS), 20 * len(CALLS)]
+
+
+def _start_loop(workload: Path, background: list, name: str | None = None) -> subprocess.Popen:
+    """A workload that keeps calling for about a minute (killed at the end of the test)."""
+    exe = workload
+    if name:
+        exe = workload.parent / name
+        if not exe.exists():
+            shutil.copy(workload, exe)
+    proc = subprocess.Popen([str(exe), "2000000", "1"], stdout=subprocess.DEVNULL)
+    background.append(proc)
+    return proc
+
+
+def test_pid_filter_keeps_only_that_process(
+    tmp_path: Path, workload_bin: Path, background: list
+) -> None:
+    wanted = _start_loop(workload_bin, background)
+    other = _start_loop(workload_bin, background)
+    time.sleep(0.2)
+    out = tmp_path / "rec"
+    result = cli("record", "-q", "-o", str(out), "--pid", str(wanted.pid), "--duration", "1s")
+    assert result.returncode == 0, result.stderr
+    table, metas = read_recording(out)
+    pids = Counter(table["pid"].to_pylist())
+    assert set(pids) == {wanted.pid} and other.pid not in pids
+    assert pids[wanted.pid] > 1000
+    assert metas[0].filters["pids"] == [wanted.pid]
+
+
+def test_comm_filter_keeps_only_that_name(
+    tmp_path: Path, workload_bin: Path, background: list
+) -> None:
+    _start_loop(workload_bin, background)
+    named = _start_loop(workload_bin, background, name="othername")
+    time.sleep(0.2)
+    out = tmp_path / "rec"
+    result = cli("record", "-q", "-o", str(out), "--comm", "othername", "--duration", "1s")
+    assert result.returncode == 0, result.stderr
+    table, _ = read_recording(out)
+    assert set(table["comm"].to_pylist()) == {"othername"}
+    assert set(table["pid"].to_pylist()) == {named.pid}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_and_seals_the_file(
+    tmp_path: Path, workload_bin: Path, sig: int, background: list
+) -> None:
+    out = tmp_path / "rec"
+    import sys
+
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "sockopt_trace", "record", "-q", "-o", str(out), "--comm", "calls"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    background.append(rec)
+    deadline = time.monotonic() + 60
+    while "recording getsockopt" not in (line := rec.stderr.readline()):
+        assert line and time.monotonic() < deadline, "recorder did not start"
+    made = subprocess.run(
+        [str(workload_bin), "100", "2"], capture_output=True, text=True, check=True
+    )
+    pid = json.loads(made.stdout)["pid"]
+    rec.send_signal(sig)
+    assert rec.wait(timeout=60) == 0, rec.stderr.read()
+    table, metas = read_recording(out)
+    assert Counter(table["pid"].to_pylist())[pid] == 100 * 2 * len(CALLS)
+    assert metas[-1].end_ns > metas[-1].start_ns
+    assert not list(out.glob("*.partial"))
+    loaded = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True)
+    if loaded.returncode == 0:  # bpftool present: none of our programs may stay loaded
+        assert (
+            "sys_exit_getsockopt" not in loaded.stdout and "tracepoint__sysc" not in loaded.stdout
+        )
+
+
+def test_rotation_by_size_seals_every_file(tmp_path: Path, workload_bin: Path) -> None:
+    out = tmp_path / "rec"
+    result = cli(
+        "record",
+        "-q",
+        "-o",
+        str(out),
+        "--rotate-size",
+        "20k",
+        "--",
+        str(workload_bin),
+        "20000",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
+    table, metas = read_recording(out)
+    assert len(metas) >= 2
+    assert [m.sequence for m in metas] == list(range(1, len(metas) + 1))
+    assert len({m.recording_id for m in metas}) == 1
+    assert sum(m.events for m in metas) == table.num_rows == 20000 * 2 * len(CALLS)
