@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +148,7 @@ class Probe:
             self.bpf.cleanup()
 
 
-def _load(bcc: Any, mode: str, config: ProbeConfig) -> Any:
+def load_mode(bcc: Any, mode: str, config: ProbeConfig) -> Any:
     if mode == "kprobe" and not Path(environment.tracefs_dir(), "kprobe_events").exists():
         raise AttachError("this kernel is built without kprobes (CONFIG_KPROBE_EVENTS is not set)")
     if mode == "fentry":
@@ -153,10 +156,11 @@ def _load(bcc: Any, mode: str, config: ProbeConfig) -> Any:
             raise AttachError("fentry needs kernel BTF (/sys/kernel/btf/vmlinux is missing)")
         if not bcc.BPF.support_kfunc():
             raise AttachError("this kernel or bcc does not support fentry (kfunc) programs")
-    try:
-        bpf = bcc.BPF(src_file=str(SOURCE).encode(), cflags=config.cflags(mode))
-    except Exception as err:
-        raise AttachError(_one_line(err)) from None
+    with captured_stderr() as noise:  # libbcc and clang print diagnostics on fd 2
+        try:
+            bpf = bcc.BPF(src_file=str(SOURCE).encode(), cflags=config.cflags(mode))
+        except Exception as err:
+            raise AttachError(_one_line(err, noise())) from None
     try:
         _fill_filters(bpf, config)
         if mode == "kprobe" and not bpf.num_open_kprobes():
@@ -182,13 +186,35 @@ def _fill_filters(bpf: Any, config: ProbeConfig) -> None:
             table[key] = table.Leaf(1)
 
 
-def _one_line(err: BaseException) -> str:
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[Callable[[], str]]:
+    """Redirect file descriptor 2 (C libraries write there) and hand back what was written."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+
+        def text() -> str:
+            tmp.seek(0)
+            return tmp.read().decode(errors="replace")
+
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _one_line(err: BaseException, noise: str = "") -> str:
+    """A one-line reason from bcc's exception and what libbcc/clang printed."""
     text = " ".join(str(err).split())
-    if "Permission denied" in text or "Operation not permitted" in text:
-        return (
-            f"the kernel refused the program (EPERM; a security module or lockdown): {text[:160]}"
-        )
-    return text[:240] or type(err).__name__
+    errors = [ln.strip() for ln in noise.splitlines() if "error:" in ln]
+    if errors:
+        return f"{text}: {errors[0][:200]}"
+    if "Operation not permitted" in noise or "super-user" in text or "Permission denied" in text:
+        return "the kernel refused to load the program (EPERM: a security module or lockdown)"
+    detail = next((ln.strip() for ln in noise.splitlines() if ln.strip()), "")
+    return (f"{text}: {detail[:200]}" if detail else text[:240]) or type(err).__name__
 
 
 def validate(config: ProbeConfig) -> None:
@@ -217,7 +243,7 @@ def attach(config: ProbeConfig) -> Probe:
     skipped: dict[str, str] = {}
     for mode in modes:
         try:
-            return Probe(_load(bcc, mode, config), mode, config, skipped)
+            return Probe(load_mode(bcc, mode, config), mode, config, skipped)
         except AttachError as err:
             skipped[mode] = str(err)
     if config.mode == "auto":

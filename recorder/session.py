@@ -146,7 +146,8 @@ def _run(
             command.release()
             if symbolizer:  # a short run may be gone by the time its first event is read
                 symbolizer.prepare_exec(command.pid)
-        status.info(f"recording getsockopt calls ({probe.mode} probe) into {opts.output}/")
+        skipped = "".join(f"; {m} not used: {why}" for m, why in probe.skipped.items())
+        status.info(f"recording getsockopt calls ({probe.mode} probe{skipped}) into {opts.output}/")
         deadline = time.monotonic() + opts.duration if opts.duration else None
         stop_asked_at: float | None = None
         while True:

@@ -116,3 +116,19 @@ def test_command_that_does_not_exist(tmp_path: Path) -> None:
     result = cli("record", "-o", str(out), "--", "/nonexistent/program")
     assert_one_line_error(result, 127, "/nonexistent/program", "No such file")
     assert not list(out.glob("*.parquet"))
+
+
+def test_doctor_reports_every_check_and_the_working_mode() -> None:
+    result = cli("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("privileges", "BTF", "tracefs", "kernel headers", "bcc", "probe tracepoint"):
+        assert any(
+            line.split()[1:2] == name.split()[:1]
+            for line in result.stdout.splitlines()
+            if line.startswith(("ok", "FAIL"))
+        ), name
+    assert "recording: works" in result.stdout
+    for line in result.stdout.splitlines():
+        if line.startswith("FAIL"):  # every failure comes with its fix on the next line
+            following = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]
+            assert "fix:" in following

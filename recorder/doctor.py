@@ -1,0 +1,119 @@
+"""Can this host record? Every prerequisite checked, each failure with the exact fix.
+
+The checks run in the order recording needs them; probe modes are really loaded and attached
+(and detached at once), so "works" means works, not "should work".
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from sockopt_trace.errors import UserError
+from sockopt_trace.recorder import environment
+from sockopt_trace.recorder.probe import MODES, AttachError, ProbeConfig, load_mode
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def run_checks() -> list[Check]:
+    checks = [Check("kernel", True, platform.release())]
+    root = os.geteuid() == 0
+    checks.append(
+        Check(
+            "privileges",
+            root,
+            "root" if root else f"uid {os.geteuid()}",
+            "" if root else "run as root: sudo sockopt-trace record ...",
+        )
+    )
+    lockdown = _read("/sys/kernel/security/lockdown")
+    if lockdown:
+        mode = lockdown.split("[")[-1].split("]")[0] if "[" in lockdown else lockdown
+        checks.append(
+            Check(
+                "lockdown",
+                mode != "confidentiality",
+                mode,
+                ""
+                if mode != "confidentiality"
+                else "lockdown=confidentiality forbids reading kernel memory",
+            )
+        )
+    btf = Path("/sys/kernel/btf/vmlinux").exists()
+    checks.append(
+        Check(
+            "BTF",
+            btf,
+            "/sys/kernel/btf/vmlinux" if btf else "missing",
+            "" if btf else "a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        )
+    )
+    jit = _read("/proc/sys/net/core/bpf_jit_enable")
+    checks.append(
+        Check(
+            "BPF JIT",
+            jit != "0",
+            f"bpf_jit_enable={jit or '?'}",
+            "" if jit != "0" else "sysctl net.core.bpf_jit_enable=1",
+        )
+    )
+    problem = environment.mount_tracefs()
+    checks.append(
+        Check(
+            "tracefs",
+            problem is None,
+            str(environment.tracefs_dir()) if problem is None else "not mounted",
+            problem or "",
+        )
+    )
+    try:
+        source, how = environment.find_kernel_headers()
+        if source:
+            os.environ["BCC_KERNEL_SOURCE"] = source
+        checks.append(Check("kernel headers", True, how))
+    except UserError as err:
+        checks.append(Check("kernel headers", False, "none usable", str(err)))
+    try:
+        bcc = environment.import_bcc()
+        checks.append(Check("bcc", True, f"{Path(bcc.__file__).parent}"))
+    except UserError as err:
+        checks.append(Check("bcc", False, "not importable", str(err)))
+        return checks
+    if not root or not all(c.ok for c in checks if c.name in ("kernel headers", "tracefs")):
+        return checks
+    for mode in MODES:
+        try:
+            bpf = load_mode(bcc, mode, ProbeConfig(mode=mode, ringbuf_bytes=1 << 16))
+            bpf.cleanup()
+            checks.append(Check(f"probe {mode}", True, "loads and attaches"))
+        except AttachError as err:
+            checks.append(Check(f"probe {mode}", False, str(err), _mode_fix(mode)))
+    return checks
+
+
+def _mode_fix(mode: str) -> str:
+    return {
+        "fentry": "optional: auto falls back to kprobe or tracepoint",
+        "kprobe": "optional: a kernel with CONFIG_KPROBES and CONFIG_KPROBE_EVENTS",
+        "tracepoint": "a kernel with CONFIG_FTRACE_SYSCALLS (syscall tracepoints)",
+    }[mode]
+
+
+def can_record(checks: list[Check]) -> bool:
+    return any(c.ok for c in checks if c.name.startswith("probe "))
