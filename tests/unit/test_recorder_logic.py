@@ -1,0 +1,196 @@
+"""Pure logic of the recorder, no kernel needed: the event layout, grouping, symbols, writer."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from sockopt_trace import schema
+from sockopt_trace.errors import UserError
+from sockopt_trace.recorder.events import HEADER, counter_names, event_dtype, record_dtype
+from sockopt_trace.recorder.symbols import LRU, ElfSymbols, Symbolizer, group_rows, read_maps
+from sockopt_trace.recorder.writer import RecordingWriter, WriterConfig, prepare_directory
+from sockopt_trace.units import parse_duration, parse_size
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler")
+
+
+@needs_cc
+def test_numpy_dtype_matches_what_the_compiler_lays_out(tmp_path: Path) -> None:
+    fields = event_dtype().names
+    body = "\n".join(f'printf("{f} %zu\\n", offsetof(struct event, {f}));' for f in fields)
+    src = tmp_path / "layout.c"
+    src.write_text(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n"
+        "typedef uint64_t u64; typedef uint32_t u32; typedef int32_t s32;\n"
+        f'#include "{HEADER}"\n'
+        "int main(void) {\n"
+        f'{body}\nprintf("sizeof %zu\\n", sizeof(struct event));\nreturn 0; }}\n'
+    )
+    exe = tmp_path / "layout"
+    subprocess.run(["gcc", "-o", str(exe), str(src)], check=True)
+    out = dict(
+        line.split()
+        for line in subprocess.run(
+            [str(exe)], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    )
+    dt = event_dtype()
+    assert int(out["sizeof"]) == dt.itemsize
+    for f in fields:
+        assert int(out[f]) == dt.fields[f][1], f
+    assert record_dtype().itemsize % 8 == 0 and record_dtype().itemsize >= dt.itemsize + 8
+    assert counter_names()[:2] == ("submitted", "ringbuf_full")
+
+
+def test_group_rows_matches_exact_grouping() -> None:
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 5, 10_000).astype(np.int32)
+    b = rng.choice(np.array([0x5555_0000_1234, 0x7FFF_0000_0010, 0], dtype=np.uint64), 10_000)
+    index, first = group_rows(a, b)
+    keys = list(zip(a.tolist(), b.tolist(), strict=True))
+    assert len(first) == len(set(keys))
+    for row in range(0, 10_000, 97):
+        rep = first[index[row]]
+        assert keys[rep] == keys[row]
+    assert all(index[first[g]] == g for g in range(len(first)))
+
+
+def test_lru_forgets_the_least_recently_used() -> None:
+    evicted = []
+    lru: LRU[int, str] = LRU(2, lambda k, v: evicted.append(k))
+    lru.put(1, "a")
+    lru.put(2, "b")
+    assert lru.get(1) == "a"
+    lru.put(3, "c")
+    assert evicted == [2] and len(lru) == 2
+
+
+def test_symbolizer_names_a_libc_function_in_this_process() -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    addr = ctypes.cast(libc.getsockopt, ctypes.c_void_p).value + 4
+    sym = Symbolizer()
+    frame, function = sym.resolve(os.getpid(), addr)
+    assert function == "getsockopt" and frame == "getsockopt+0x4"
+    assert sym.resolve(os.getpid(), 0) == ("[unknown]", "[unknown]")
+    maps = read_maps(os.getpid())
+    assert maps and all(m.start < m.end for m in maps)
+
+
+@needs_cc
+def test_elf_symbols_agree_with_nm(tmp_path: Path) -> None:
+    exe = tmp_path / "calls"
+    subprocess.run(
+        ["gcc", "-O2", "-o", str(exe), str(ROOT / "tests/workloads/calls.c"), "-lpthread"],
+        check=True,
+    )
+    nm = subprocess.run(["nm", "--defined-only", str(exe)], capture_output=True, text=True)
+    addrs = {
+        ln.split()[2]: int(ln.split()[0], 16)
+        for ln in nm.stdout.splitlines()
+        if len(ln.split()) == 3 and ln.split()[1] in "tT"
+    }
+    elf = ElfSymbols(str(exe))
+    # in this PIE the text segment's file offsets equal its virtual addresses
+    for name in ("poll_so_error", "query_tcp_info", "main"):
+        assert elf.lookup(addrs[name] + 3) == (name, 3)
+    assert ElfSymbols(str(tmp_path / "missing")).lookup(0x1000) is None
+
+
+def test_units() -> None:
+    assert parse_duration("30s") == 30 and parse_duration("5m") == 300
+    assert parse_duration("1.5h") == 5400 and parse_duration("250ms") == 0.25
+    assert (
+        parse_size("64M") == 64 << 20 and parse_size("1G") == 1 << 30 and parse_size("512") == 512
+    )
+    for bad in ("", "x", "-1s", "0", "5 parsecs"):
+        with pytest.raises(UserError):
+            parse_duration(bad)
+    with pytest.raises(UserError):
+        parse_size("12 apples")
+
+
+def _events(n: int, start: int = 1_000) -> np.ndarray:
+    ev = np.zeros(n, event_dtype())
+    ev["ts_ns"] = start + np.arange(n) * 500
+    ev["latency_ns"] = 300 + np.arange(n) % 7
+    ev["pid"] = ev["tid"] = 42
+    ev["comm"] = b"worker"
+    ev["level"], ev["optname"] = 1, 8
+    ev["stack_id"] = -1
+    return ev
+
+
+def _writer(tmp_path: Path, **cfg) -> RecordingWriter:
+    from sockopt_trace.recorder.decode import Decoder
+
+    base = dict(
+        host="h",
+        kernel="k",
+        probe="tracepoint",
+        recorder_version="0",
+        command_line=[],
+        filters={},
+        stacks="callsite",
+        stack_sample_period=1,
+    )
+    losses = dict.fromkeys((*schema.LOSS_REASONS, "stacks_lost"), 0)
+    return RecordingWriter(
+        WriterConfig(directory=tmp_path, host="h", **cfg),
+        base,
+        Decoder("h", None, lambda _: []),
+        lambda: dict(losses),
+    )
+
+
+def test_writer_rotates_seals_and_describes_each_file(tmp_path: Path) -> None:
+    w = _writer(tmp_path, rotate_bytes=4096, row_group_rows=4096)
+    for i in range(10):
+        w.add(_events(3000, start=1_000 + i * 3000 * 500))
+        w.tick()
+    w.close()
+    files = sorted(tmp_path.glob("*.parquet"))
+    assert len(files) >= 2 and not list(tmp_path.glob("*.partial"))
+    metas = [schema.read_file_metadata(str(f)) for f in files]
+    assert [m.sequence for m in metas] == list(range(1, len(files) + 1))
+    assert (
+        sum(m.events for m in metas) == 30_000 == sum(pq.read_metadata(f).num_rows for f in files)
+    )
+    for f, m in zip(files, metas, strict=True):
+        t = pq.read_table(f)
+        assert t.schema.equals(schema.ARROW_SCHEMA, check_metadata=False)
+        assert m.start_ns <= t["ts_ns"][0].as_py() and m.end_ns >= t["ts_ns"][-1].as_py()
+        assert os.stat(f).st_mode & 0o777 == 0o640
+    assert set(pq.read_table(files[0])["comm"].to_pylist()) == {"worker"}
+
+
+def test_writer_sorts_rows_by_time(tmp_path: Path) -> None:
+    w = _writer(tmp_path)
+    ev = _events(1000)
+    w.add(ev[::-1].copy())
+    w.close()
+    ts = pq.read_table(next(tmp_path.glob("*.parquet")))["ts_ns"].to_pylist()
+    assert ts == sorted(ts) and len(ts) == 1000
+
+
+def test_prepare_directory_refusals(tmp_path: Path) -> None:
+    prepare_directory(tmp_path / "new", force=False)
+    assert (tmp_path / "new").is_dir()
+    (tmp_path / "new" / "a.parquet").write_bytes(b"")
+    with pytest.raises(UserError, match="already holds"):
+        prepare_directory(tmp_path / "new", force=False)
+    prepare_directory(tmp_path / "new", force=True)
+    (tmp_path / "link").symlink_to(tmp_path / "new")
+    with pytest.raises(UserError, match="symbolic link"):
+        prepare_directory(tmp_path / "link", force=True)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="not a directory"):
+        prepare_directory(tmp_path / "file", force=False)
