@@ -173,19 +173,25 @@ class Symbolizer:
             if maps:
                 self._maps.put(int(pid), maps)
 
-    def prepare_exec(self, pid: int, timeout: float = 0.1) -> None:
-        """Snapshot a process that has just exec'ed, once its executable is mapped (the kernel
-        maps it only after the exec has become visible to us)."""
+    def prepare_exec(self, pid: int, timeout: float = 0.05, settle: float = 0.005) -> None:
+        """Snapshot a process that has just exec'ed, and keep it fresh while its loader maps its
+        libraries: until the maps have not changed for `settle` seconds (or `timeout`), so that a
+        command that exits a millisecond after its last call still has its libraries named."""
         deadline = time.monotonic() + timeout
+        last: list[Mapping] | None = None
+        changed = time.monotonic()
         while time.monotonic() < deadline:
             try:
                 exe = os.readlink(f"/proc/{pid}/exe")
             except OSError:
-                return
+                return  # gone: keep what we have
             maps = read_maps(pid)
             if maps and any(m.path == exe for m in maps):
                 self._maps.put(pid, maps)
-                return
+                if maps != last:
+                    last, changed = maps, time.monotonic()
+                elif time.monotonic() - changed >= settle:
+                    return
             time.sleep(0.0002)
 
     def _mapping(self, pid: int, addr: int) -> Mapping | None:

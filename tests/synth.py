@@ -176,6 +176,7 @@ def write_recording(
     stacks: str = "callsite",
     stack_sample_period: int = 1,
     skip_sequences: Sequence[int] = (),
+    row_group_rows: int = 1 << 20,
 ) -> list[Path]:
     """A recording directory of `files` consecutive files holding `n_events` rows in all.
 
@@ -209,7 +210,8 @@ def write_recording(
             stacks=stacks,
             stack_sample_period=stack_sample_period,
         )
-        paths.append(write_file(directory / f"{host}-{seq:06d}.parquet", table, meta))
+        path = directory / f"{host}-{seq:06d}.parquet"
+        paths.append(write_file(path, table, meta, row_group_rows))
     return paths
 
 

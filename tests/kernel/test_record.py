@@ -4,6 +4,7 @@ workload is known to have done (tests/workloads/calls.c)."""
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -216,3 +217,65 @@ def test_rotation_by_size_seals_every_file(tmp_path: Path, workload_bin: Path) -
     assert [m.sequence for m in metas] == list(range(1, len(metas) + 1))
     assert len({m.recording_id for m in metas}) == 1
     assert sum(m.events for m in metas) == table.num_rows == 20000 * 2 * len(CALLS)
+
+
+def test_full_stacks_put_the_caller_back(tmp_path: Path, workload_bin: Path) -> None:
+    """A frame-pointer walk from libc's wrapper skips the calling function; the folded stack
+    must have it back, between its caller and getsockopt. (The workload lingers 100 ms: libc's
+    frames can only be named if the process is still there when its maps are read.)"""
+    out = tmp_path / "rec"
+    result = cli(
+        "record", "-q", "-o", str(out), "--stacks", "--", str(workload_bin), "30", "2", "100"
+    )
+    assert result.returncode == 0, result.stderr
+    table, metas = read_recording(out)
+    assert metas[0].stacks == "full" and metas[0].stacks_lost == 0
+    for function, *_ in CALLS:
+        stacks = {
+            s
+            for s, c in zip(table["stack"].to_pylist(), table["callsite"].to_pylist(), strict=True)
+            if c.startswith(f"{function}+")
+        }
+        assert len(stacks) == 1, stacks
+        assert stacks.pop().endswith(f";worker;{function};getsockopt")
+
+
+def test_default_recording_has_no_stacks_but_call_sites(tmp_path: Path, workload_bin: Path) -> None:
+    out = tmp_path / "rec"
+    assert cli("record", "-q", "-o", str(out), "--", str(workload_bin), "5", "1").returncode == 0
+    table, metas = read_recording(out)
+    assert metas[0].stacks == "callsite"
+    assert table["stack"].null_count == table.num_rows
+    assert table["callsite"].null_count == 0
+    off = tmp_path / "off"
+    assert (
+        cli(
+            "record", "-q", "-o", str(off), "--no-callsites", "--", str(workload_bin), "5", "1"
+        ).returncode
+        == 0
+    )
+    table, metas = read_recording(off)
+    assert metas[0].stacks == "off" and table["callsite"].null_count == table.num_rows
+
+
+def test_rotation_by_time(tmp_path: Path, workload_bin: Path, background: list) -> None:
+    _start_loop(workload_bin, background)
+    out = tmp_path / "rec"
+    result = cli(
+        "record",
+        "-q",
+        "-o",
+        str(out),
+        "--comm",
+        "calls",
+        "--rotate-interval",
+        "1s",
+        "--duration",
+        "3.5s",
+    )
+    assert result.returncode == 0, result.stderr
+    table, metas = read_recording(out)
+    assert len(metas) >= 3
+    for before, after in itertools.pairwise(metas):
+        assert before.end_ns <= after.start_ns + 10**9  # files follow each other in time
+    assert sum(m.events for m in metas) == table.num_rows

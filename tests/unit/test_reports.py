@@ -10,13 +10,14 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from sockopt_trace.analyzer import names
 from sockopt_trace.analyzer.load import Loaded, load
 from sockopt_trace.analyzer.reports import run_report
 from sockopt_trace.errors import UserError
-from tests.synth import read_rows, write_recording
+from tests.synth import metadata_json, read_rows, synth_events, write_recording, write_with_metadata
 
 PCTS = [50, 90, 99, 99.9]
 
@@ -297,3 +298,25 @@ def test_events_view_decodes_names(loaded: Loaded) -> None:
         ("host-b", 2),
     ]
     assert sum(f[2] for f in files) == 50_000 and sum(f[3] for f in files) == 5
+
+
+def test_files_with_different_sampling_and_columns_read_together(tmp_path: Path) -> None:
+    sampled = write_recording(
+        tmp_path / "s", 4000, files=1, seed=11, stacks="full", stack_sample_period=4
+    )
+    every = write_recording(tmp_path / "e", 1000, files=1, seed=12, host="h2", stacks="full")
+    table = read_rows(every)
+    extra = tmp_path / "x" / "extra.parquet"
+    extra.parent.mkdir()
+    newer = synth_events(10, seed=13, host="h3")
+    newer = newer.append_column("future_column", pa.array(range(10), pa.int64()))
+    write_with_metadata(extra, metadata_json(host="h3", events=10), newer)
+    got = load([tmp_path / "s", tmp_path / "e", extra])
+    con = got.con
+    assert con.execute("SELECT count(*), count(future_column) FROM events").fetchone() == (5010, 10)
+    sql = "SELECT host, max(stack_weight) FROM events GROUP BY host"
+    weights = dict(con.execute(sql).fetchall())
+    assert weights == {"host-a": 4, "h2": 1, "h3": None}
+    stacks = report(got, "callsites", by=["stack"], params={"top": 1000})
+    sampled_rows = read_rows(sampled).column("stack").drop_null()
+    assert sum(r["calls"] for r in stacks) == 4 * len(sampled_rows) + table.num_rows

@@ -1,6 +1,6 @@
 /* A workload with known getsockopt calls, for the real-kernel recording tests.
  *
- * usage: calls [ROUNDS] [THREADS]   (defaults 100 and 2)
+ * usage: calls [ROUNDS] [THREADS] [LINGER_MS]   (defaults 100, 2, 0)
  * Each thread does, per round, from distinct named functions:
  *   poll_so_error      SOL_SOCKET  SO_ERROR    on a TCP socket   -> 0
  *   query_rcvbuf       SOL_SOCKET  SO_RCVBUF   on a TCP socket   -> 0
@@ -8,7 +8,8 @@
  *   bad_fd             SOL_SOCKET  SO_TYPE     on fd -1          -> -EBADF
  *   not_a_socket       SOL_SOCKET  SO_TYPE     on a pipe         -> -ENOTSOCK
  *   unknown_option     SOL_SOCKET  12345       on a TCP socket   -> -ENOPROTOOPT
- * and prints one line of JSON with the pid, the thread ids and the counts it made.
+ * and prints one line of JSON with the pid, the thread ids and the counts it made, then waits
+ * LINGER_MS before exiting (as most real programs do some work after their last call).
  */
 #define _GNU_SOURCE
 #include <netinet/in.h>
@@ -102,5 +103,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nthreads; i++)
 		printf("%s%ld", i ? ", " : "", tids[i]);
 	printf("], \"calls_per_function\": %d}\n", rounds * nthreads);
+	fflush(stdout);
+	if (argc > 3)
+		usleep(atoi(argv[3]) * 1000);
 	return 0;
 }
