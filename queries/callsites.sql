@@ -6,7 +6,7 @@
 -- columns: <by>, calls, calls_pct, total_ns, time_pct, mean_ns, p99_ns, processes
 WITH grouped AS (
     SELECT {by}, {weight} AS weight, latency_ns,
-        host || ':' || CAST(pid AS VARCHAR) AS process
+        row(host, pid) AS process
     FROM events
 ),
 agg AS (
