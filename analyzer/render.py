@@ -90,6 +90,8 @@ def human(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dt.datetime):  # same width on every row, whole seconds or not
+        return value.isoformat(sep=" ", timespec="microseconds")
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, (float, decimal.Decimal)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -84,5 +85,12 @@ def open_and_warn(
 
 
 def emit(results: Result | Sequence[Result], fmt: Format, max_rows: int) -> None:
-    if render(results, fmt.value, sys.stdout, max_rows=max_rows or None):
+    try:
+        truncated = render(results, fmt.value, sys.stdout, max_rows=max_rows or None)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141) from None
+    if truncated:
         warn(f"showing the first {max_rows:,} rows: --max-rows 0 shows all, --format csv too")

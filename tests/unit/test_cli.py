@@ -175,3 +175,18 @@ def test_bad_sql_by_and_params_are_one_line_errors(clean: Path) -> None:
     assert "has no parameter 'top'" in fails("report", clean, "timeline", "--top", "5")
     assert "bad --param" in fails("report", clean, "latency", "-p", "top")
     assert "bad --since" in fails("report", clean, "--since", "yesterday")
+
+
+def test_closed_pipe_stops_quietly(rec: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sockopt_trace", "query", rec, "SELECT * FROM events", "-f", "csv"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"ts_ns,")
+    proc.stdout.close()  # like `| head -1`
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141)
+    assert "Traceback" not in stderr

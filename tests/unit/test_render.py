@@ -105,6 +105,7 @@ def test_one_wide_row_reads_as_field_value_pairs() -> None:
         (True, "true"),
         (Decimal("2.50"), "2.5"),
         (float("nan"), "nan"),
+        (dt.datetime(2025, 1, 31, 12), "2025-01-31 12:00:00.000000"),
     ],
 )
 def test_human_numbers(value: object, text: str) -> None:
