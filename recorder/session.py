@@ -186,12 +186,17 @@ def _run(
             raise consumer.error
         writer.close()
     except WriteError as err:
-        write_errors += err.rows_lost + writer.pending_rows
         error = f"{err}; stopped recording (files already sealed are intact)"
         exit_code = OUTPUT_ERROR
         probe.detach_entry()
         probe.detach_exit()
         consumer.stop_event.set()
+        lost_in_flight = 0  # everything not yet written is lost to the write error, counted
+        while (batch := batches.get()) is not None:
+            consumer.taken(len(batch))
+            lost_in_flight += len(batch)
+        consumer.join()
+        write_errors += err.rows_lost + writer.abandon() + lost_in_flight
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
@@ -206,7 +211,7 @@ def _run(
     final = losses()
     total_lost = _lost(final)
     status.info(
-        f"{writer.rows_written:,} events in {len(writer.files)} files, "
+        f"{writer.rows_sealed:,} events in {len(writer.files)} files, "
         f"{writer.bytes_written:,} bytes, lost {sum(total_lost):,}"
         + (
             f" ({', '.join(f'{k} {v:,}' for k, v in final.items() if v and k != 'stacks_lost')})"
@@ -218,7 +223,7 @@ def _run(
         raise UserError(error, OUTPUT_ERROR)
     return RecordResult(
         files=writer.files,
-        events=writer.rows_written,
+        events=writer.rows_sealed,
         lost={k: v for k, v in final.items() if k != "stacks_lost"},
         probe=probe.mode,
         exit_code=exit_code,

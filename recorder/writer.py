@@ -9,6 +9,7 @@ Python objects.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -83,7 +84,7 @@ class WriterConfig:
     directory: Path
     host: str = field(default_factory=socket.gethostname)
     rotate_bytes: int = 256 << 20
-    rotate_seconds: float = 600.0
+    rotate_seconds: float = 60.0
     row_group_rows: int = 1 << 18
     flush_seconds: float = 5.0
     file_mode: int = 0o640
@@ -119,7 +120,8 @@ class RecordingWriter:
         self.recording_id = uuid.uuid4().hex
         self.sequence = 0
         self.files: list[Path] = []
-        self.rows_written = 0
+        self.rows_written = 0  # into files, sealed or not
+        self.rows_sealed = 0  # in files sealed under their final name
         self.bytes_closed = 0
         self._buffer = np.zeros(config.row_group_rows, dtype=event_dtype())  # touched once, reused
         self._pending_rows = 0
@@ -127,6 +129,7 @@ class RecordingWriter:
         self._file: Any = None
         self._writer: pq.ParquetWriter | None = None
         self._span_start = time.time_ns()  # files cover the recording without gaps
+        self._losses_base = losses()  # losses since the previous file was sealed go in the next
 
     # -- public -----------------------------------------------------------------------------
     def add(self, batch: np.ndarray) -> None:
@@ -181,10 +184,36 @@ class RecordingWriter:
             self._close_file()
 
     def close(self) -> None:
-        """Flush and seal the current file. Safe to call twice."""
+        """Flush and seal the current file. Safe to call twice. A recording always has at
+        least one file, even with no events: it carries the span, the settings and any losses."""
         self.flush()
+        if self._writer is None and (not self.files or any(self._unsealed_losses().values())):
+            try:
+                self._open_file()
+            except OSError as err:
+                raise WriteError(
+                    f"creating a file in {self.config.directory}: {err.strerror}", 0
+                ) from err
         if self._writer is not None:
             self._close_file()
+
+    def _unsealed_losses(self) -> dict[str, int]:
+        now = self.losses()
+        return {k: v - self._losses_base.get(k, 0) for k, v in now.items()}
+
+    def abandon(self) -> int:
+        """After a write error: let go of the current file, which keeps its .partial name.
+        Returns how many rows that loses (in the unsealed file and not yet written)."""
+        lost = self._file_rows + self._pending_rows
+        self._file_rows = self._pending_rows = 0
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # a footer may still fit; then it is salvageable
+                self._writer.close()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        self._writer = None
+        return lost
 
     @property
     def bytes_written(self) -> int:
@@ -211,13 +240,13 @@ class RecordingWriter:
         self._opened_mono = time.monotonic()
         self._start_ns = self._span_start
         self._ts_range = (2**63 - 1, 0)
-        self._losses_at_open = self.losses()
         self._file_rows = 0
 
     def _close_file(self) -> None:
         assert self._writer is not None
         now = self.losses()
-        lost = {k: now.get(k, 0) - self._losses_at_open.get(k, 0) for k in now}
+        lost = {k: now.get(k, 0) - self._losses_base.get(k, 0) for k in now}
+        self._losses_base = now
         stacks_lost = lost.pop("stacks_lost", 0)
         end_ns = time.time_ns()
         self._span_start = end_ns
@@ -246,3 +275,5 @@ class RecordingWriter:
             self._writer = None
         self.bytes_closed += size
         self.files.append(self._final_path)
+        self.rows_sealed += self._file_rows
+        self._file_rows = 0

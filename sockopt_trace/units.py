@@ -51,3 +51,14 @@ def parse_size(text: str, what: str = "size") -> int:
     if size <= 0:
         raise UserError(f"bad {what} {text!r}: must be more than zero")
     return size
+
+
+def parse_mode(text: str) -> int:
+    """File permissions from octal text such as 0640; never more than 0666."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise UserError(f"bad --file-mode {text!r}: give octal permissions such as 0640") from None
+    if not 0 <= mode <= 0o666:
+        raise UserError(f"bad --file-mode {text!r}: between 0000 and 0666 (no execute bits)")
+    return mode

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from sockopt_trace.cli.app import app
-from sockopt_trace.units import parse_duration, parse_size
+from sockopt_trace.units import parse_duration, parse_mode, parse_size
 
 
 @app.command(
@@ -40,8 +40,11 @@ def record(
         "256M", "--rotate-size", help="Start a new file after this many bytes."
     ),
     rotate_interval: str = typer.Option(
-        "10m", "--rotate-interval", help="Start a new file after this long."
+        "1m",
+        "--rotate-interval",
+        help="Start a new file after this long (a killed recorder loses at most this much).",
     ),
+    file_mode: str = typer.Option("0640", "--file-mode", help="Permissions of the files."),
     ringbuf: str = typer.Option("32M", "--ringbuf", help="Kernel ring buffer size (power of two)."),
     force: bool = typer.Option(
         False, "--force", help="Write into a directory that holds files already."
@@ -74,6 +77,7 @@ def record(
             directory=output,
             rotate_bytes=parse_size(rotate_size, "--rotate-size"),
             rotate_seconds=parse_duration(rotate_interval, "--rotate-interval"),
+            file_mode=parse_mode(file_mode),
         ),
         duration=parse_duration(duration, "--duration") if duration else None,
         command=list(command or []),

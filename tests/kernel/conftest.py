@@ -46,6 +46,16 @@ def kernel_available() -> None:
 
 
 @pytest.fixture(scope="session")
+def loop_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bench/loop.c: getsockopt in a tight loop, exactly CALLS times per thread."""
+    out = tmp_path_factory.mktemp("bin") / "loop"
+    subprocess.run(
+        ["gcc", "-O2", "-o", str(out), str(ROOT / "bench" / "loop.c"), "-lpthread"], check=True
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
 def workload_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/workloads/calls.c, compiled with frame pointers and symbols."""
     out = tmp_path_factory.mktemp("bin") / "calls"
