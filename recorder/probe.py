@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from sockopt_trace.errors import UserError
-from sockopt_trace.recorder import environment
+from sockopt_trace.recorder import bpfsys, environment
 from sockopt_trace.recorder.events import counter_names, record_dtype
+from sockopt_trace.recorder.loader import Handles, load_in_child
 
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
 MODES = ("fentry", "kprobe", "tracepoint")
@@ -85,67 +86,58 @@ class AttachError(Exception):
 
 
 class Probe:
-    """An attached program: its maps, its counters and its filters."""
+    """An attached program, as the recording process holds it: file descriptors only.
 
-    def __init__(self, bpf: Any, mode: str, config: ProbeConfig, skipped: dict[str, str]) -> None:
-        self.bpf = bpf
-        self.mode = mode
+    The loader child (loader.py) compiled, loaded and attached it and passed us the descriptors
+    of its maps and attachments; closing an attachment detaches, closing everything unloads.
+    """
+
+    def __init__(self, handles: Handles, config: ProbeConfig) -> None:
+        self.handles = handles
+        self.mode = handles.mode
+        self.skipped = handles.skipped
         self.config = config
-        self.skipped = skipped  # mode -> why it was not used (auto only)
         self._names = counter_names()
 
     @property
     def ringbuf_fd(self) -> int:
-        return self.bpf["events"].map_fd
+        return self.handles.maps["events"]
 
     def counters(self) -> dict[str, int]:
         """Kernel counters summed over CPUs, by name (see enum counter in getsockopt.h)."""
-        table = self.bpf["state"]
-        total = np.zeros(len(self._names), dtype=np.uint64)
-        for cpu_value in table[table.Key(0)]:
-            total += np.ctypeslib.as_array(cpu_value.counters)[: len(self._names)]
+        size = self.handles.value_sizes["state"]
+        stride = (size + 7) // 8 * 8
+        raw = bpfsys.lookup(self.handles.maps["state"], bytes(4), stride * bpfsys.possible_cpus())
+        per_cpu = np.frombuffer(raw or b"", dtype="<u8").reshape(-1, stride // 8)
+        total = (
+            per_cpu[:, : len(self._names)].sum(axis=0) if len(per_cpu) else [0] * len(self._names)
+        )
         return dict(zip(self._names, (int(v) for v in total), strict=True))
 
     def add_pid(self, pid: int) -> None:
-        table = self.bpf["pid_filter"]
-        table[table.Key(pid)] = table.Leaf(1)
+        bpfsys.update(self.handles.maps["pid_filter"], pid.to_bytes(4, "little"), b"\x01")
 
     def stack(self, stack_id: int) -> list[int]:
         """Addresses of a user stack, innermost first; empty if it is gone."""
-        if stack_id < 0 or not self.config.stacks:
+        fd = self.handles.maps.get("stacks")
+        if stack_id < 0 or fd is None:
             return []
-        try:
-            return list(self.bpf["stacks"].walk(stack_id))
-        except KeyError:
+        raw = bpfsys.lookup(fd, stack_id.to_bytes(4, "little"), self.handles.value_sizes["stacks"])
+        if raw is None:
             return []
+        addrs = np.frombuffer(raw, dtype="<u8")
+        end = np.flatnonzero(addrs == 0)
+        return [int(a) for a in addrs[: end[0] if len(end) else len(addrs)]]
 
     def detach_entry(self) -> None:
         """Stop seeing new calls; calls already inside getsockopt still complete (detach_exit)."""
-        b = self.bpf
-        with contextlib.suppress(Exception):
-            if self.mode == "tracepoint":
-                b.detach_tracepoint(b"syscalls:sys_enter_getsockopt")
-            elif self.mode == "kprobe":
-                b.detach_kprobe(event=KERNEL_FUNCTION.encode())
-            else:
-                b.detach_kfunc(KERNEL_FUNCTION.encode())
-        if self.config.follow_forks:
-            with contextlib.suppress(Exception):
-                b.detach_tracepoint(b"sched:sched_process_fork")
+        self.handles.close_group("entry")
 
     def detach_exit(self) -> None:
-        b = self.bpf
-        with contextlib.suppress(Exception):
-            if self.mode == "tracepoint":
-                b.detach_tracepoint(b"syscalls:sys_exit_getsockopt")
-            elif self.mode == "kprobe":
-                b.detach_kretprobe(event=KERNEL_FUNCTION.encode())
-            else:
-                b.detach_kretfunc(KERNEL_FUNCTION.encode())
+        self.handles.close_group("exit")
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.bpf.cleanup()
+        self.handles.close_all()
 
 
 def load_mode(bcc: Any, mode: str, config: ProbeConfig) -> Any:
@@ -236,14 +228,22 @@ def validate(config: ProbeConfig) -> None:
 
 
 def attach(config: ProbeConfig) -> Probe:
-    """Load and attach; with mode auto, the best mode that works. Raises UserError if none."""
+    """Load and attach; with mode auto, the best mode that works. Raises UserError if none.
+
+    Compiling happens in a child process (loader.py), so that bcc's LLVM never inflates the
+    memory of the recording process."""
     validate(config)
-    bcc = environment.prepare()
+    environment.require_root()
+    return Probe(load_in_child(config), config)
+
+
+def try_modes(bcc: Any, config: ProbeConfig) -> tuple[Any, str, dict[str, str]]:
+    """(bcc.BPF, mode, why other modes were skipped) for the first mode that attaches."""
     modes = MODES if config.mode == "auto" else (config.mode,)
     skipped: dict[str, str] = {}
     for mode in modes:
         try:
-            return Probe(load_mode(bcc, mode, config), mode, config, skipped)
+            return load_mode(bcc, mode, config), mode, skipped
         except AttachError as err:
             skipped[mode] = str(err)
     if config.mode == "auto":

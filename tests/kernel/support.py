@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -15,3 +16,16 @@ def cli(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
         timeout=timeout,
         **kw,
     )
+
+
+def attached_programs(pid: int) -> set[int]:
+    """Ids of the BPF programs that process `pid` holds attached through perf events."""
+    out = subprocess.run(
+        ["bpftool", "-j", "perf", "list"], capture_output=True, text=True, check=True
+    )
+    return {p["prog_id"] for p in json.loads(out.stdout or "[]") if p["pid"] == pid}
+
+
+def program_loaded(prog_id: int) -> bool:
+    show = subprocess.run(["bpftool", "prog", "show", "id", str(prog_id)], capture_output=True)
+    return show.returncode == 0
