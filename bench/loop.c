@@ -1,6 +1,7 @@
 /* Benchmark workload: THREADS threads each call getsockopt(SOL_SOCKET, SO_RCVBUF) CALLS times
  * in a tight loop (or, with SYSCALL=getppid, call getppid instead: the bystander tax).
- * Prints one JSON line: calls made, wall time, ns per call per thread.
+ * Prints one JSON line: calls made, ns per call (mean per thread), and this process's own CPU
+ * time (user+sys, all threads), which lets a harness subtract the workload from a tracer's usage.
  * usage: loop CALLS [THREADS] [getsockopt|getppid]
  */
 #define _GNU_SOURCE
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -59,8 +61,13 @@ int main(int argc, char **argv)
 		pthread_join(th[i], NULL);
 		sum += elapsed[i];
 	}
-	printf("{\"calls\": %ld, \"threads\": %d, \"syscall\": \"%s\", \"ns_per_call\": %.1f}\n",
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+		     ru.ru_stime.tv_usec / 1e6;
+	printf("{\"calls\": %ld, \"threads\": %d, \"syscall\": \"%s\", \"ns_per_call\": %.1f, "
+	       "\"cpu_s\": %.3f}\n",
 	       calls * threads, threads, use_getppid ? "getppid" : "getsockopt",
-	       sum / threads / calls * 1e9);
+	       sum / threads / calls * 1e9, cpu);
 	return 0;
 }
