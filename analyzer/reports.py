@@ -10,10 +10,14 @@ Header (leading `--` lines, `key: value`):
 
 Nothing the user types is pasted into a report's SQL: parameter values are bound as DuckDB
 `$name` parameters (durations as integer nanoseconds), and grouping dimensions are looked up in
-the allow-list `DIMENSIONS`. A report with `by` uses three placeholders, replaced as text:
-`{by}` (select list, e.g. `comm, level_name AS level`), `{keys}` (`comm, level`) and `{weight}`
-(`1`, or `stack_weight` when grouping by stack, so that sampled stacks count for the calls they
-stand for; rows without a stack then have a NULL weight and are left out).
+the allow-list `DIMENSIONS`. A report with `by` groups by the raw columns and decodes names only
+in its result rows, through four placeholders replaced as text:
+- `{keys}`: the raw columns to select and group by (`comm, level, optname`; --by optname groups
+  by level and optname, since an option number means something only within its level);
+- `{labels}`: the select list that names them (`comm, level_label(level) AS level, ...`);
+- `{names}`: the dimensions' names, the columns that `{labels}` produces (`comm, level, ...`);
+- `{weight}`: `1`, or `stack_weight` when grouping by stack, so that sampled stacks count for
+  the calls they stand for (rows without a stack then have a NULL weight and are left out).
 """
 
 from __future__ import annotations
@@ -32,24 +36,26 @@ from sockopt_trace.analyzer.render import Result
 from sockopt_trace.errors import UserError
 from sockopt_trace.units import parse_duration
 
-# --by name -> column of the events view (the decoded name where it reads better).
-DIMENSIONS: dict[str, str] = {
-    "host": "host",
-    "comm": "comm",
-    "pid": "pid",
-    "tid": "tid",
-    "uid": "uid",
-    "fd": "fd",
-    "level": "level_name",
-    "optname": "optname_name",
-    "errno": "errno_name",
-    "callsite": "callsite",
-    "stack": "stack",
-    "optlen_in": "optlen_in",
-    "optlen_out": "optlen_out",
+
+@dataclass(frozen=True)
+class Dimension:
+    keys: tuple[str, ...]  # columns of the events view to group by
+    label: str  # expression over the keys that shows the dimension
+
+
+def _plain(column: str) -> Dimension:
+    return Dimension((column,), column)
+
+
+DIMENSIONS: dict[str, Dimension] = {
+    **{c: _plain(c) for c in ("host", "comm", "pid", "tid", "uid", "fd")},
+    "level": Dimension(("level",), "level_label(level)"),
+    "optname": Dimension(("level", "optname"), "optname_label(level, optname)"),
+    "errno": Dimension(("errno",), "errno_label(errno)"),
+    **{c: _plain(c) for c in ("callsite", "stack", "optlen_in", "optlen_out")},
 }
 HEADER_KEYS = ("name", "answers", "by", "param", "columns")
-PLACEHOLDERS = ("{by}", "{keys}", "{weight}")
+PLACEHOLDERS = ("{keys}", "{labels}", "{names}", "{weight}")
 _FIELD = re.compile(r"--\s*([a-z_]+):\s*(.*)")
 _PARAM = re.compile(r"([a-z_][a-z0-9_]*)\s*\(\s*([a-z|_]+)\s*,\s*default\s+([^)]*)\)\s*:\s*(.+)")
 
@@ -172,9 +178,11 @@ def prepare(
             raise UserError(f"report '{report.name}' does not take --by")
         return sql, values
     dims = parse_by(by) if by else list(report.by)
-    select = ", ".join(d if DIMENSIONS[d] == d else f"{DIMENSIONS[d]} AS {d}" for d in dims)
+    keys = dict.fromkeys(k for d in dims for k in DIMENSIONS[d].keys)
+    labels = (d if DIMENSIONS[d].label == d else f"{DIMENSIONS[d].label} AS {d}" for d in dims)
+    texts = (", ".join(keys), ", ".join(labels), ", ".join(dims))
     weight = "stack_weight" if "stack" in dims else "1"
-    for placeholder, text in zip(PLACEHOLDERS, (select, ", ".join(dims), weight), strict=True):
+    for placeholder, text in zip(PLACEHOLDERS, (*texts, weight), strict=True):
         sql = sql.replace(placeholder, text)
     return sql, values
 

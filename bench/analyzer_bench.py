@@ -84,6 +84,7 @@ def main() -> None:
     for directory in dirs.values():  # warm the page cache and DuckDB's first-use costs
         time_report(directory, reports[0])
     times: dict[tuple[int, str], list[float]] = {(n, r): [] for n in sizes for r in reports}
+    load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
         for n in sizes:
             for name in reports:
@@ -92,7 +93,8 @@ def main() -> None:
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, DuckDB {duckdb.__version__}, "
-        f"median of {args.repeats} interleaved runs, warm page cache\n"
+        f"median of {args.repeats} interleaved runs, warm page cache, "
+        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after\n"
     )
     print("| events | report | median s | min s | max s | M events/s | on disk | bytes/event |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")

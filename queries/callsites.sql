@@ -5,8 +5,7 @@
 -- param: sort (calls|time, default calls): rank by number of calls or by total time
 -- columns: <by>, calls, calls_pct, total_ns, time_pct, mean_ns, p99_ns, processes
 WITH grouped AS (
-    SELECT {by}, {weight} AS weight, latency_ns,
-        row(host, pid) AS process
+    SELECT {keys}, {weight} AS weight, latency_ns, row(host, pid) AS process
     FROM events
 ),
 agg AS (
@@ -18,14 +17,18 @@ agg AS (
     FROM grouped
     WHERE weight IS NOT NULL
     GROUP BY {keys}
+),
+labelled AS (
+    SELECT {labels}, calls,
+        100.0 * calls / sum(calls) OVER () AS calls_pct,
+        total_ns,
+        100.0 * total_ns / sum(total_ns) OVER () AS time_pct,
+        total_ns / calls AS mean_ns,
+        q[1] AS p99_ns,
+        processes
+    FROM agg
 )
-SELECT {keys}, calls,
-    100.0 * calls / sum(calls) OVER () AS calls_pct,
-    total_ns,
-    100.0 * total_ns / sum(total_ns) OVER () AS time_pct,
-    total_ns / calls AS mean_ns,
-    q[1] AS p99_ns,
-    processes
-FROM agg
-ORDER BY CASE WHEN $sort = 'time' THEN total_ns ELSE calls END DESC, {keys}
+SELECT *
+FROM labelled
+ORDER BY CASE WHEN $sort = 'time' THEN total_ns ELSE calls END DESC, {names}
 LIMIT $top

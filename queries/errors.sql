@@ -4,7 +4,7 @@
 -- param: top (int, default 20): groups to show
 -- columns: <by>, errors, calls, error_pct, errors_share_pct, first_time, last_time, mean_ns
 WITH grouped AS (
-    SELECT {by}, {weight} AS weight, ret, ts_ns, latency_ns
+    SELECT {keys}, {weight} AS weight, ret, ts_ns, latency_ns
     FROM events
 ),
 agg AS (
@@ -17,14 +17,18 @@ agg AS (
     FROM grouped
     WHERE weight IS NOT NULL
     GROUP BY {keys}
+),
+labelled AS (
+    SELECT {labels}, errors, calls,
+        100.0 * errors / calls AS error_pct,
+        100.0 * errors / sum(errors) OVER () AS errors_share_pct,
+        ns_to_time(first_ns) AS first_time,
+        ns_to_time(last_ns) AS last_time,
+        mean_ns
+    FROM agg
 )
-SELECT {keys}, errors, calls,
-    100.0 * errors / calls AS error_pct,
-    100.0 * errors / sum(errors) OVER () AS errors_share_pct,
-    ns_to_time(first_ns) AS first_time,
-    ns_to_time(last_ns) AS last_time,
-    mean_ns
-FROM agg
+SELECT *
+FROM labelled
 WHERE errors > 0
-ORDER BY errors DESC, {keys}
+ORDER BY errors DESC, {names}
 LIMIT $top

@@ -4,7 +4,7 @@
 -- param: top (int, default 20): groups to show
 -- columns: <by>, calls, mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns
 WITH grouped AS (
-    SELECT {by}, {weight} AS weight, latency_ns
+    SELECT {keys}, {weight} AS weight, latency_ns
     FROM events
 ),
 agg AS (
@@ -16,10 +16,14 @@ agg AS (
     FROM grouped
     WHERE weight IS NOT NULL
     GROUP BY {keys}
+),
+labelled AS (
+    SELECT {labels}, calls, mean_ns,
+        q[1] AS p50_ns, q[2] AS p90_ns, q[3] AS p99_ns, q[4] AS p999_ns,
+        max_ns
+    FROM agg
 )
-SELECT {keys}, calls, mean_ns,
-    q[1] AS p50_ns, q[2] AS p90_ns, q[3] AS p99_ns, q[4] AS p999_ns,
-    max_ns
-FROM agg
-ORDER BY calls DESC, {keys}
+SELECT *
+FROM labelled
+ORDER BY calls DESC, {names}
 LIMIT $top

@@ -7,14 +7,14 @@ WITH span AS (
     SELECT (max(ts_ns) - min(ts_ns)) / 1e9 AS seconds FROM events
 ),
 grouped AS (
-    SELECT {by}, {weight} AS weight, latency_ns, ret, ts_ns, level_name, optname_name
+    SELECT {keys}, {weight} AS weight, latency_ns, ret, ts_ns, row(level, optname) AS option
     FROM events
 ),
 agg AS (
     SELECT {keys},
         sum(weight) AS calls,
         sum(CASE WHEN ret < 0 THEN weight ELSE 0 END) AS errors,
-        count(DISTINCT level_name || '/' || optname_name) AS options,
+        count(DISTINCT option) AS options,
         avg(latency_ns) AS mean_ns,
         quantile_cont(latency_ns, [0.99]) AS q,
         max(latency_ns) AS max_ns,
@@ -23,15 +23,19 @@ agg AS (
     FROM grouped
     WHERE weight IS NOT NULL
     GROUP BY {keys}
+),
+labelled AS (
+    SELECT {labels}, calls,
+        calls / nullif(span.seconds, 0) AS calls_per_s,
+        errors, options, mean_ns,
+        q[1] AS p99_ns,
+        max_ns,
+        ns_to_time(first_ns) AS first_time,
+        ns_to_time(last_ns) AS last_time
+    FROM agg
+    CROSS JOIN span
 )
-SELECT {keys}, calls,
-    calls / nullif(span.seconds, 0) AS calls_per_s,
-    errors, options, mean_ns,
-    q[1] AS p99_ns,
-    max_ns,
-    ns_to_time(first_ns) AS first_time,
-    ns_to_time(last_ns) AS last_time
-FROM agg
-CROSS JOIN span
-ORDER BY calls DESC, {keys}
+SELECT *
+FROM labelled
+ORDER BY calls DESC, {names}
 LIMIT $top

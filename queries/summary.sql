@@ -3,13 +3,13 @@
 -- columns: events, hosts, processes, threads, first_time, last_time, span_s, calls_per_s, lost, lost_pct, errors, error_pct, options, top_option, top_option_pct, top_comm, top_comm_pct
 -- One scan of events into a small per-thread, per-option table; everything else reads that.
 WITH per_thread AS (
-    SELECT host, pid, tid, comm, level_name, optname_name,
+    SELECT host, pid, tid, comm, level, optname,
         count(*) AS calls,
         sum(CASE WHEN ret < 0 THEN 1 ELSE 0 END) AS errors,
         min(ts_ns) AS first_ns,
         max(ts_ns) AS last_ns
     FROM events
-    GROUP BY host, pid, tid, comm, level_name, optname_name
+    GROUP BY host, pid, tid, comm, level, optname
 ),
 totals AS (
     SELECT sum(calls) AS events,
@@ -26,9 +26,9 @@ threads AS (
     SELECT count(*) AS threads FROM (SELECT DISTINCT host, tid FROM per_thread) t
 ),
 per_option AS (
-    SELECT level_name || '/' || optname_name AS opt, sum(calls) AS calls
+    SELECT level_label(level) || '/' || optname_label(level, optname) AS opt, sum(calls) AS calls
     FROM per_thread
-    GROUP BY level_name, optname_name
+    GROUP BY level, optname
 ),
 per_comm AS (
     SELECT comm, sum(calls) AS calls FROM per_thread GROUP BY comm
