@@ -5,9 +5,11 @@ one busy thread (DESIGN.md). Here a drain copies every ready record in one numpy
 about 0.1 us per event, and the kernel wakes us only now and then (see getsockopt.bpf.c).
 
 Ring buffer layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (we write it),
-page 1 the producer position, then the data area mapped twice in a row, so a run of records
-that wraps around the end is still contiguous in our mapping. Each record has an 8-byte header
-(length with BUSY and DISCARD bits, page offset) and is padded to 8 bytes.
+page 1 the producer position, then the data area. The kernel offers the data area mapped twice
+in a row so that a run wrapping around the end is contiguous; we map it once (every page we
+touch counts in our resident memory) and join the two pieces of a wrapping run ourselves. Each
+record has an 8-byte header (length with BUSY and DISCARD bits, page offset) and is padded to 8
+bytes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class RingReader:
         self._event_len = self._ev.itemsize
         self._cons_map = mmap.mmap(map_fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self._prod_map = mmap.mmap(
-            map_fd, PAGE + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE
+            map_fd, PAGE + size, mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE
         )
         self._cons = np.frombuffer(self._cons_map, dtype="<u8", count=1)
         self._prod = np.frombuffer(self._prod_map, dtype="<u8", count=1)
@@ -67,8 +69,7 @@ class RingReader:
         n = min((prod - cons) // recsize, max_records)
         if n <= 0:
             return np.empty(0, dtype=self._ev)
-        start = cons & (self._size - 1)
-        records = self._data[start : start + n * recsize].view(self._rec)
+        records = self._run(cons & (self._size - 1), n * recsize).view(self._rec)
         lengths = records["hdr"]["len"]
         busy = (lengths & BUSY_BIT) != 0
         if busy.any():  # a producer is still writing this record: stop before it
@@ -79,11 +80,18 @@ class RingReader:
             raise RuntimeError("ring buffer holds a record of unexpected size: format mismatch")
         # Copy as bytes: numpy copies a field of a structured array field by field (~30 ns per
         # event); a 2-D byte copy of the event part of each record is a strided memcpy.
-        raw = self._data[start : start + n * recsize].reshape(n, recsize)
+        raw = records.view(np.uint8).reshape(n, recsize)
         out = np.ascontiguousarray(raw[:, 8 : 8 + self._event_len]).view(self._ev).reshape(n)
         self._cons[0] = cons + n * recsize  # hand the space back (one aligned 8-byte store)
         discarded = (lengths & DISCARD_BIT) != 0
         return out[~discarded] if discarded.any() else out
+
+    def _run(self, start: int, length: int) -> np.ndarray:
+        """`length` bytes of the data area from `start`, joined across the end if they wrap."""
+        end = start + length
+        if end <= self._size:
+            return self._data[start:end]
+        return np.concatenate((self._data[start:], self._data[: end - self._size]))
 
     def close(self) -> None:
         self._poll.unregister(self._fd)
@@ -107,7 +115,7 @@ class Consumer(threading.Thread):
         reader: RingReader,
         out: queue.Queue,
         on_new_pids: Callable[[np.ndarray], None],
-        max_queued: int = 1 << 20,
+        max_queued: int = 1 << 19,  # 40 MB of events: the bound on user-space buffering
         poll_ms: int = 50,
         batch_interval: float = 0.02,
     ) -> None:

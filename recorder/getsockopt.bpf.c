@@ -108,10 +108,9 @@ static __always_inline u64 read_callsite(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	u64 sp = 0, ret = 0;
-	if (bpf_probe_read_kernel(&sp, sizeof(sp), &regs->sp))
-		return 0;
-	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
+	u64 ret = 0;
+	/* a direct, BTF-checked load (pt_regs is ABI): cheaper than bpf_probe_read_kernel */
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)regs->sp))
 		return 0;
 	return ret;
 }
