@@ -7,10 +7,12 @@ import errno
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -169,8 +171,6 @@ def test_signal_stops_cleanly_and_seals_the_file(
     tmp_path: Path, workload_bin: Path, sig: int, background: list
 ) -> None:
     out = tmp_path / "rec"
-    import sys
-
     rec = subprocess.Popen(
         [sys.executable, "-m", "sockopt_trace", "record", "-q", "-o", str(out), "--comm", "calls"],
         stderr=subprocess.PIPE,
@@ -277,3 +277,48 @@ def test_rotation_by_time(tmp_path: Path, workload_bin: Path, background: list) 
     for before, after in itertools.pairwise(metas):
         assert before.end_ns <= after.start_ns + 10**9  # files follow each other in time
     assert sum(m.events for m in metas) == table.num_rows
+
+
+def test_live_status_line_on_a_terminal(tmp_path: Path, loop_bin: Path) -> None:
+    """On a terminal the recorder shows events/s, lost and bytes written as it goes."""
+    import pty
+
+    out = tmp_path / "rec"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sockopt_trace",
+        "record",
+        "-o",
+        str(out),
+        "--",
+        str(loop_bin),
+        "3000000",
+        "1",
+    ]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(cmd[0], cmd)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, screen.decode(errors="replace")
+    text = screen.decode(errors="replace")
+    assert re.search(r"\r\s*[\d.]+s\s+[\d,]+ events\s+[\d,]+/s\s+lost 0\s+[\d.,]+ MB written", text)
+
+
+def test_tracefs_is_mounted_when_missing(tmp_path: Path) -> None:
+    tracing = Path("/sys/kernel/tracing")
+    if os.path.ismount(tracing):
+        subprocess.run(["umount", str(tracing)], check=True)
+    assert not (tracing / "events").is_dir()
+    result = cli("record", "-q", "-o", str(tmp_path / "r"), "--duration", "0.5s")
+    assert result.returncode == 0, result.stderr
+    assert (tracing / "events" / "syscalls").is_dir()
