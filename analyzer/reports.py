@@ -194,7 +194,12 @@ def run_report(
     by: Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> Result:
-    """Run a canned report over the `events`/`files` views of `con`."""
+    """Run a canned report over the `events`/`files` views of `con`.
+
+    The rows are fetched (reports are small: top N groups, or one row per interval), so the
+    connection is free for the next query, e.g. the other side of a diff.
+    """
     report = get_report(name)
     sql, values = prepare(report, by=by, params=params)
-    return Result.from_cursor(execute(con, sql, values), title=report.name)
+    cursor = execute(con, sql, values)
+    return Result([d[0] for d in cursor.description], cursor.fetchall(), report.name)

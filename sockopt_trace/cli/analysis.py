@@ -24,7 +24,7 @@ class Format(str, Enum):
 Recs = Annotated[
     list[str],
     typer.Argument(
-        metavar="REC...",
+        metavar="REC",
         help="Recording: a Parquet file, a recording directory (searched recursively) or a "
         "glob; give several to read several hosts' recordings together.",
         show_default=False,

@@ -29,7 +29,7 @@ def query(
     args: Annotated[
         list[str],
         typer.Argument(
-            metavar='REC... "SQL"',
+            metavar="REC... SQL",
             help="Recordings (as for report), then the SQL unless --file is given.",
             show_default=False,
         ),
