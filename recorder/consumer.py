@@ -106,15 +106,15 @@ class Consumer(threading.Thread):
 
     Never blocks on the writer: if the queue holds `max_queued` events already, a batch is
     dropped and counted (`dropped`), so the kernel side never stalls because the disk is slow.
-    `on_new_pids` runs here, right after a batch arrives, so symbols of short-lived processes
-    can be loaded while /proc/PID/maps still exists.
+    `on_pids` gets each batch's processes right as it arrives, so symbols of short-lived
+    processes can be loaded while /proc/PID/maps still exists.
     """
 
     def __init__(
         self,
         reader: RingReader,
         out: queue.Queue,
-        on_new_pids: Callable[[np.ndarray], None],
+        on_pids: Callable[[np.ndarray], None],
         max_queued: int = 1 << 19,  # 40 MB of events: the bound on user-space buffering
         poll_ms: int = 50,
         batch_interval: float = 0.02,
@@ -122,7 +122,7 @@ class Consumer(threading.Thread):
         super().__init__(name="sockopt-consumer", daemon=True)
         self.reader = reader
         self.out = out
-        self.on_new_pids = on_new_pids
+        self.on_pids = on_pids
         self.max_queued = max_queued
         self.poll_ms = poll_ms
         self.batch_interval = batch_interval
@@ -131,7 +131,6 @@ class Consumer(threading.Thread):
         self.dropped = 0
         self._queued = 0
         self._lock = threading.Lock()
-        self._seen_pids: set[int] = set()
         self.error: BaseException | None = None
 
     def taken(self, n: int) -> None:
@@ -167,13 +166,7 @@ class Consumer(threading.Thread):
             end -= len(batch) * self.reader.record_size
             total += len(batch)
             self.received += len(batch)
-            pids = np.unique(batch["pid"])
-            new = [int(p) for p in pids if int(p) not in self._seen_pids]
-            if new:
-                self._seen_pids.update(new)
-                if len(self._seen_pids) > 1 << 16:  # bounded: forget, the symbolizer remembers
-                    self._seen_pids = set(new)
-                self.on_new_pids(np.array(new))
+            self.on_pids(np.unique(batch["pid"]))
             with self._lock:
                 if self._queued + len(batch) > self.max_queued:
                     self.dropped += len(batch)

@@ -110,7 +110,7 @@ def _run(
     symbolizer = Symbolizer() if cfg.callsites or cfg.stacks else None
     reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size)
     batches: queue.Queue = queue.Queue()
-    consumer = Consumer(reader, batches, symbolizer.prepare if symbolizer else (lambda _pids: None))
+    consumer = Consumer(reader, batches, symbolizer.observe if symbolizer else (lambda _pids: None))
     write_errors = 0
 
     def losses() -> dict[str, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
@@ -29,25 +30,31 @@ UNKNOWN = "[unknown]"
 
 
 class LRU(Generic[K, V]):
-    """A dict that forgets its least recently used entries beyond `capacity`."""
+    """A dict that forgets its least recently used entries beyond `capacity`. Thread-safe: the
+    consumer thread adds process maps while the writer thread resolves addresses."""
 
     def __init__(self, capacity: int, on_evict: Callable[[K, V], None] | None = None) -> None:
         self.capacity = capacity
         self.on_evict = on_evict
         self._d: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
-        value = self._d.get(key)
-        if value is not None:
-            self._d.move_to_end(key)
-        return value
+        with self._lock:
+            value = self._d.get(key)
+            if value is not None:
+                self._d.move_to_end(key)
+            return value
 
     def put(self, key: K, value: V) -> None:
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.capacity:
-            old_key, old_value = self._d.popitem(last=False)
-            if self.on_evict:
+        evicted = []
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.capacity:
+                evicted.append(self._d.popitem(last=False))
+        if self.on_evict:
+            for old_key, old_value in evicted:
                 self.on_evict(old_key, old_value)
 
     def __len__(self) -> int:
@@ -55,6 +62,19 @@ class LRU(Generic[K, V]):
 
     def values(self) -> Iterable[V]:
         return self._d.values()
+
+
+REUSE_CHECK_S = 1.0
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
 @dataclass(frozen=True)
@@ -162,9 +182,11 @@ class Symbolizer:
         self, max_processes: int = 4096, max_files: int = 256, max_addresses: int = 1 << 16
     ) -> None:
         self._maps: LRU[int, list[Mapping]] = LRU(max_processes)
+        self._started: LRU[int, tuple[int | None, float]] = LRU(max_processes)
+        self._generation: dict[int, int] = {}  # bumped when a pid is reused by a new process
         self._files: LRU[str, ElfSymbols] = LRU(max_files)
-        self._addresses: LRU[tuple[int, int], tuple[str, str]] = LRU(max_addresses)
-        self._stacks: LRU[tuple[int, int, int], str] = LRU(max_addresses)
+        self._addresses: LRU[tuple[int, int, int], tuple[str, str]] = LRU(max_addresses)
+        self._stacks: LRU[tuple[int, int, int, int], str] = LRU(max_addresses)
 
     def prepare(self, pids: Iterable[int]) -> None:
         """Snapshot the maps of these processes now, while they are alive."""
@@ -172,6 +194,24 @@ class Symbolizer:
             maps = read_maps(int(pid))
             if maps:
                 self._maps.put(int(pid), maps)
+
+    def observe(self, pids: Iterable[int]) -> None:
+        """Called with the processes of every batch as it arrives: snapshot new processes at
+        once, and notice a pid reused by a new process (its start time changed; checked at
+        most once a second per pid), whose cached names must not be reused."""
+        now = time.monotonic()
+        for pid in (int(p) for p in pids):
+            seen = self._started.get(pid)
+            if seen is not None and now - seen[1] < REUSE_CHECK_S:
+                continue
+            start = process_start(pid)
+            if seen is None or (start is not None and start != seen[0]):
+                if seen is not None:
+                    self._generation[pid] = self._generation.get(pid, 0) + 1
+                self.prepare([pid])
+            if start is None and seen is not None:
+                start = seen[0]  # gone: remember the process we knew
+            self._started.put(pid, (start, now))
 
     def prepare_exec(self, pid: int, timeout: float = 0.05, settle: float = 0.005) -> None:
         """Snapshot a process that has just exec'ed, and keep it fresh while its loader maps its
@@ -217,7 +257,7 @@ class Symbolizer:
         """(frame with offset, function name only) for one address in one process."""
         if addr == 0:
             return UNKNOWN, UNKNOWN
-        key = (pid, addr)
+        key = (pid, self._generation.get(pid, 0), addr)
         hit = self._addresses.get(key)
         if hit is None:
             hit = self._resolve(pid, addr)
@@ -262,7 +302,7 @@ class Symbolizer:
             if stack_id < 0:
                 folded.append(None)
                 continue
-            key = (pid, stack_id, site)
+            key = (pid, self._generation.get(pid, 0), stack_id, site)
             text = self._stacks.get(key)
             if text is None:
                 text = self._fold(pid, walk(stack_id), site)

@@ -194,3 +194,23 @@ def test_prepare_directory_refusals(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="not a directory"):
         prepare_directory(tmp_path / "file", force=False)
+
+
+def test_a_reused_pid_gets_fresh_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pid taken by a new process (new start time) must not inherit the old one's names."""
+    from sockopt_trace.recorder import symbols
+
+    pid = os.getpid()
+    libc = ctypes.CDLL("libc.so.6")
+    addr = ctypes.cast(libc.getsockopt, ctypes.c_void_p).value
+    sym = Symbolizer()
+    starts = iter([100, 100, 200])
+    monkeypatch.setattr(symbols, "process_start", lambda _pid: next(starts))
+    monkeypatch.setattr(symbols, "REUSE_CHECK_S", 0.0)
+    sym.observe([pid])
+    assert sym.resolve(pid, addr)[1] == "getsockopt"
+    sym._addresses.put((pid, 0, addr), ("stale+0x0", "stale"))  # what the old process had
+    sym.observe([pid])  # same start time: same process, same names
+    assert sym.resolve(pid, addr)[1] == "stale"
+    sym.observe([pid])  # new start time: a new process behind the same pid
+    assert sym.resolve(pid, addr)[1] == "getsockopt"
