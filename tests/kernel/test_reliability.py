@@ -137,3 +137,55 @@ def test_record_reports_json_parseable_output_of_command(tmp_path: Path, loop_bi
     """The traced command's stdout passes through untouched (the recorder writes on stderr)."""
     result = cli("record", "-q", "-o", str(tmp_path / "r"), "--", str(loop_bin), "10", "1")
     assert json.loads(result.stdout)["calls"] == 10
+
+
+def test_exit_without_entry_is_counted_alone(tmp_path: Path) -> None:
+    """A call already inside the kernel when recording starts (held there by userfaultfd, see
+    tests/workloads/stuck.c) completes with no entry: only that counter moves."""
+    exe = tmp_path / "stuck"
+    subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-o",
+            str(exe),
+            str(Path(__file__).parents[1] / "workloads" / "stuck.c"),
+            "-lpthread",
+        ],
+        check=True,
+    )
+    stuck = subprocess.Popen(
+        [str(exe), "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert stuck.stdout.readline().strip() == "blocked"
+        out = tmp_path / "rec"
+        rec = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sockopt_trace",
+                "record",
+                "-q",
+                "-o",
+                str(out),
+                "--pid",
+                str(stuck.pid),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert "recording getsockopt" in rec.stderr.readline()
+        stuck.stdin.write("go\n")
+        stuck.stdin.flush()
+        assert json.loads(stuck.stdout.readline())["calls"] == 5
+        assert stuck.wait(timeout=30) == 0
+        time.sleep(0.2)
+        rec.send_signal(signal.SIGINT)
+        assert rec.wait(timeout=60) == 0
+    finally:
+        stuck.kill()
+    metas = sealed(out)
+    assert sum(m.events for m in metas) == 5
+    lost = {r: sum(m.lost[r] for m in metas) for r in schema.LOSS_REASONS}
+    assert lost == {**dict.fromkeys(schema.LOSS_REASONS, 0), "exit_without_entry": 1}

@@ -214,3 +214,43 @@ def test_a_reused_pid_gets_fresh_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sym.resolve(pid, addr)[1] == "stale"
     sym.observe([pid])  # new start time: a new process behind the same pid
     assert sym.resolve(pid, addr)[1] == "getsockopt"
+
+
+class _FakeRing:
+    """Stands in for the kernel ring buffer: hands out fixed batches, then nothing."""
+
+    size = 1 << 20
+    record_size = 88
+
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self.batches = batches
+
+    def pending_bytes(self) -> int:
+        return sum(len(b) for b in self.batches) * self.record_size
+
+    def drain(self) -> np.ndarray:
+        return self.batches.pop(0) if self.batches else np.empty(0, event_dtype())
+
+    def wait(self, timeout_ms: int) -> None:
+        pass
+
+
+def test_consumer_counts_what_a_full_queue_drops() -> None:
+    """When the writer falls behind, the consumer drops whole batches and counts every event
+    (queue_full), instead of blocking the kernel side or growing without bound."""
+    import queue
+
+    from sockopt_trace.recorder.consumer import Consumer
+
+    ring = _FakeRing([_events(100) for _ in range(10)])
+    out: queue.Queue = queue.Queue()
+    seen: list[int] = []
+    consumer = Consumer(ring, out, lambda pids: seen.extend(pids.tolist()), max_queued=350)
+    consumer.drain_all()
+    queued = [out.get_nowait() for _ in range(out.qsize())]
+    assert sum(len(b) for b in queued) == 300 and consumer.dropped == 700
+    assert consumer.received == 1000 and set(seen) == {42}
+    consumer.taken(300)  # the writer caught up: room again
+    ring.batches = [_events(100)]
+    consumer.drain_all()
+    assert out.qsize() == 1 and consumer.dropped == 700
