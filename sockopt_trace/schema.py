@@ -24,6 +24,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = b"sockopt_trace"
 FILE_SUFFIX = ".parquet"
 PARTIAL_SUFFIX = ".parquet.partial"
+QUARANTINE_SUFFIX = ".parquet.quarantined"  # a partial file `recover` could not salvage
 
 # Column name -> (type, meaning). The order is the order in every file.
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {

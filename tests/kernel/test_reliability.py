@@ -131,6 +131,10 @@ def test_sigkill_leaves_only_whole_files(tmp_path: Path, loop_bin: Path) -> None
         last = schema.read_file_metadata(str(finals[-1]))
         assert killed_at - last.end_ns < 3e9, "lost more than the last rotation interval"
         assert not [p for p in ours if program_loaded(p)], "a killed recorder left programs"
+        fixed = cli("recover", str(out), "--format", "csv")
+        assert fixed.returncode == 0, fixed.stderr
+        assert not list(out.glob("*" + schema.PARTIAL_SUFFIX))
+        assert len(list(out.glob("*" + schema.QUARANTINE_SUFFIX))) == len(partials)
 
 
 def test_record_reports_json_parseable_output_of_command(tmp_path: Path, loop_bin: Path) -> None:

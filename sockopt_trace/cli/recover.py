@@ -1,0 +1,49 @@
+"""`sockopt-trace recover DIR`: salvage or set aside the partial files of a killed recorder."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+
+from sockopt_trace.analyzer.recover import recover as run
+from sockopt_trace.analyzer.render import Result
+from sockopt_trace.cli.analysis import Format, FormatOpt, emit, warn
+from sockopt_trace.cli.app import app
+
+
+def _time(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@app.command()
+def recover(
+    directory: Path = typer.Argument(..., help="Recording directory."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done, do nothing."),
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Salvage the whole .partial files a killed recorder left, quarantine the rest.
+
+    A file that has its footer is renamed to its final name; one that has not is renamed to
+    *.parquet.quarantined (readers ignore it), with the stretch of time it covered.
+    """
+    outcomes = run(directory, dry_run=dry_run)
+    if not outcomes:
+        warn(f"no partial files in {directory}: nothing to do")
+        return
+    rows = [
+        (
+            str(o.path),
+            o.action,
+            o.new_path.name,
+            o.events,
+            _time(o.lost_from_ns),
+            _time(o.lost_to_ns),
+        )
+        for o in outcomes
+    ]
+    columns = ["file", "action", "renamed_to", "events", "lost_from", "lost_to"]
+    emit(Result(columns, rows, "recover (dry run)" if dry_run else "recover"), fmt, 0)
