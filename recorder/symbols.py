@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import ctypes
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -180,8 +182,38 @@ class ElfSymbols:
         if i < 0 or addr >= int(self.ends[i]):
             return None
         off = int(self._name_offsets[i])
-        name = self._strtab[off : self._strtab.index(b"\0", off)].decode(errors="backslashreplace")
-        return name, addr - int(self.starts[i])
+        raw = self._strtab[off : self._strtab.index(b"\0", off)]
+        return demangle(raw), addr - int(self.starts[i])
+
+
+@cache
+def _cxa_demangle() -> Callable | None:
+    try:
+        fn = ctypes.CDLL("libstdc++.so.6").__cxa_demangle
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    return fn
+
+
+def demangle(raw: bytes) -> str:
+    """C++ (and legacy Rust) names as people read them, through libstdc++'s own demangler;
+    the raw name if there is no demangler or the name is not mangled."""
+    fn = _cxa_demangle() if raw.startswith(b"_Z") else None
+    if fn is not None:
+        status = ctypes.c_int()
+        out = fn(raw, None, None, ctypes.byref(status))
+        if out and status.value == 0:
+            try:
+                return ctypes.string_at(out).decode(errors="backslashreplace")
+            finally:
+                _libc_free(out)
+    return raw.decode(errors="backslashreplace")
+
+
+_libc_free = ctypes.CDLL(None).free
+_libc_free.argtypes = [ctypes.c_void_p]
 
 
 def _debug_file(elf: ELFFile) -> str | None:

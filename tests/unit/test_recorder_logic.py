@@ -254,3 +254,11 @@ def test_consumer_counts_what_a_full_queue_drops() -> None:
     ring.batches = [_events(100)]
     consumer.drain_all()
     assert out.qsize() == 1 and consumer.dropped == 700
+
+
+def test_cxx_names_are_demangled() -> None:
+    from sockopt_trace.recorder.symbols import demangle
+
+    assert demangle(b"_ZN3foo3barEi") == "foo::bar(int)"
+    assert demangle(b"poll_so_error") == "poll_so_error"
+    assert demangle(b"_Znot valid") == "_Znot valid"
