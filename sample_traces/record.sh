@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Re-record the sample recordings in sample_traces/ from scratch, as root, on a Debian 12 machine
+# with the kernel facts of DESIGN.md (tracepoint probe).
+#
+#   sudo bash sample_traces/record.sh                 # install the programs, record every sample
+#   sudo bash sample_traces/record.sh nginx-after     # only these samples
+#   sudo bash sample_traces/record.sh --no-install    # programs are installed already
+#
+# What it does: apt-get installs the traced programs (nginx, apache2-utils for ab, curl, python3,
+# postgresql, haproxy) without letting their packages start any service; sets up the recorder
+# (scripts/setup.sh --system); starts every server in a temporary directory, listening on
+# 127.0.0.1 or a Unix socket only; drives each with a bounded number of requests; records with
+# `sockopt-trace record`; stops everything it started (also on failure or Ctrl-C) and removes the
+# temporary directory. Each sample is written to sample_traces/NAME/, replacing the old one, and
+# the programs' versions to sample_traces/VERSIONS.txt. Nothing talks to any non-loopback address.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+ALL=(nginx-before nginx-after curl python-asyncio pgbench haproxy-nginx-unix)
+
+# Ports on 127.0.0.1 (all free on a fresh machine; the script stops if one is taken).
+BACKEND=18100      # nginx: `return 200`, no access log: the origin for the proxy, curl, python
+PROXY=18101        # nginx: reverse proxy to BACKEND, one access-log line per request
+HAPROXY=18110      # haproxy: front end for nginx on a Unix socket
+PGPORT=18120       # postgres
+REQUESTS=20000     # ab requests per nginx-before/after recording (the same for both)
+
+usage() { echo "usage: sudo bash sample_traces/record.sh [--no-install] [NAME...]; NAME: ${ALL[*]}" >&2; exit 2; }
+
+install=1
+names=()
+for arg in "$@"; do
+  case "$arg" in
+    --no-install) install=0 ;;
+    -h|--help) usage ;;
+    -*) usage ;;
+    *) [[ " ${ALL[*]} " == *" $arg "* ]] || usage; names+=("$arg") ;;
+  esac
+done
+[ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+[ "$(id -u)" = 0 ] || { echo "record.sh: recording needs root: sudo bash $0 $*" >&2; exit 3; }
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+install_programs() {
+  local pkgs=(nginx apache2-utils curl python3 postgresql haproxy iproute2 procps)
+  local missing=() p
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  log "apt-get install ${missing[*]}"
+  # Debian's packages would start nginx (on port 80), haproxy and a postgres cluster: forbid it.
+  local made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
+}
+
+# --- servers: each started in the background, its pid kept, stopped by that pid -------------
+
+W=""              # temporary directory of this run
+NGINX_PID=""
+HAPROXY_PID=""
+PG_DATA=""
+PG_BIN=""
+
+cleanup() {
+  local status=$?
+  set +e
+  stop_haproxy
+  stop_nginx
+  stop_postgres
+  [ -z "$W" ] || rm -rf "$W"
+  exit "$status"
+}
+
+wait_listen() {  # wait_listen TCP-PORT|UNIX-PATH [SECONDS]: until something listens there
+  local i
+  for i in $(seq $((${2:-5} * 10))); do
+    if [[ "$1" == /* ]]; then [ -S "$1" ] && return 0
+    elif ss -Hltn "sport = :$1" | grep -q .; then return 0
+    fi
+    sleep 0.1
+  done
+  echo "record.sh: nothing listens on $1" >&2
+  return 1
+}
+
+port_free() {
+  if ss -Hltn "sport = :$1" | grep -q .; then
+    echo "record.sh: port $1 on this machine is in use; free it first" >&2
+    return 1
+  fi
+}
+
+# nginx_conf LOG_FORMAT: one worker; BACKEND answers itself; PROXY passes every request to BACKEND
+# on a new upstream connection and writes one access-log line per request in LOG_FORMAT.
+# UNIX=1: instead, one server on a Unix socket (behind haproxy) that logs in LOG_FORMAT.
+nginx_conf() {
+  local format=$1 servers
+  if [ "${UNIX:-0}" = 1 ]; then
+    servers="server { listen unix:$W/nginx.sock; access_log $W/access.log main;
+                      location / { return 200 \"hello from nginx\\n\"; } }"
+  else
+    servers="server { listen 127.0.0.1:$BACKEND; access_log off;
+                      location / { return 200 \"hello from the backend\\n\"; } }
+             server { listen 127.0.0.1:$PROXY; access_log $W/access.log main;
+                      location / { proxy_pass http://127.0.0.1:$BACKEND; } }"
+  fi
+  cat <<EOF
+worker_processes 1;
+daemon off;
+pid $W/nginx.pid;
+error_log $W/error.log;
+events { worker_connections 1024; }
+http {
+  log_format main '$format';
+  client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp/proxy;
+  fastcgi_temp_path $W/tmp/fastcgi; uwsgi_temp_path $W/tmp/uwsgi; scgi_temp_path $W/tmp/scgi;
+  $servers
+}
+EOF
+}
+
+# The two access-log formats of the nginx before/after pair: the same line, and then $tcpinfo_rtt
+# (the client connection's smoothed RTT, which nginx reads with getsockopt(TCP_INFO)).
+LOG_BEFORE='$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time'
+LOG_AFTER="$LOG_BEFORE"' rtt=$tcpinfo_rtt'
+
+start_nginx() {  # start_nginx NAME LOG_FORMAT
+  mkdir -p "$W/tmp"
+  nginx_conf "$2" >"$W/$1.conf"
+  nginx -t -q -p "$W" -e "$W/error.log" -c "$W/$1.conf"
+  nginx -p "$W" -e "$W/error.log" -c "$W/$1.conf" &
+  NGINX_PID=$!
+  if [ "${UNIX:-0}" = 1 ]; then wait_listen "$W/nginx.sock"; else wait_listen "$PROXY"; fi
+}
+
+stop_nginx() {
+  [ -n "$NGINX_PID" ] || return 0
+  kill -QUIT "$NGINX_PID" 2>/dev/null
+  wait "$NGINX_PID" 2>/dev/null
+  NGINX_PID=""
+  rm -f "$W/nginx.sock"
+}
+
+stop_haproxy() {
+  [ -n "$HAPROXY_PID" ] || return 0
+  kill -USR1 "$HAPROXY_PID" 2>/dev/null  # soft stop: finish the open connections, then exit
+  HAPROXY_PID=""
+}
+
+start_postgres() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  local data="$W/pg"
+  install -d -o postgres -g postgres "$data"
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -w -l "$data/postgres.log" \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$data" \
+    start >/dev/null
+  PG_DATA=$data
+}
+
+stop_postgres() {
+  [ -n "$PG_DATA" ] || return 0
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -m fast stop >/dev/null
+  PG_DATA=""
+}
+
+# --- recording -----------------------------------------------------------------------------
+
+record() {  # record NAME RECORDER-ARGS... [-- COMMAND ARGS]: into sample_traces/NAME/
+  local name=$1; shift
+  rm -rf "${HERE:?}/$name"
+  log "$name: sockopt-trace record -o sample_traces/$name $*"
+  (cd "$ROOT" && "$ST" record -q -o "sample_traces/$name" "$@")
+}
+
+# ab (apache2-utils) calls no getsockopt itself; -k keeps its connections open, so what is counted
+# is nginx's per-request work. Its summary lines go to stderr.
+ab_summary() { grep -E '^(Complete|Failed) requests' >&2; }
+
+sample_nginx-before() {
+  start_nginx before "$LOG_BEFORE"
+  record nginx-before --comm nginx -- ab -q -k -n "$REQUESTS" -c 8 "http://127.0.0.1:$PROXY/" \
+    | ab_summary
+  stop_nginx
+}
+
+sample_nginx-after() {
+  start_nginx after "$LOG_AFTER"
+  record nginx-after --comm nginx -- ab -q -k -n "$REQUESTS" -c 8 "http://127.0.0.1:$PROXY/" \
+    | ab_summary
+  stop_nginx
+}
+
+sample_curl() {
+  # One curl process, 200 URLs at 40 per second, a new connection for each (Connection: close).
+  start_nginx origin "$LOG_BEFORE"
+  record curl -- curl -sS --fail --rate 40/s -H 'Connection: close' -o /dev/null \
+    "http://127.0.0.1:$BACKEND/file-[1-200]"
+  stop_nginx
+}
+
+sample_python-asyncio() {
+  # Debian's CPython: 400 connections, 8 at a time, started at 100 per second.
+  start_nginx origin "$LOG_BEFORE"
+  record python-asyncio -- /usr/bin/python3 sample_traces/asyncio_client.py --port "$BACKEND" \
+    --requests 400 --concurrency 8 --rate 100
+  stop_nginx
+}
+
+sample_pgbench() {
+  # pgbench's libpq client, a new connection per transaction (-C); the server is traced too.
+  start_postgres
+  "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres -i -s 1 -q postgres >/dev/null 2>&1
+  record pgbench --comm postgres -- "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U postgres \
+    -C -S -c 2 -j 2 -t 500 postgres
+  stop_postgres
+}
+
+sample_haproxy-nginx-unix() {
+  # haproxy on 127.0.0.1 in front of nginx on a Unix socket whose log format asks $tcpinfo_rtt:
+  # TCP_INFO on a Unix socket fails (EOPNOTSUPP) once per request. haproxy is traced from its
+  # start (its listener setup asks several options) to its soft stop after the load.
+  UNIX=1 start_nginx unix "$LOG_AFTER"
+  cat >"$W/haproxy.cfg" <<EOF
+global
+  maxconn 256
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+frontend web
+  bind 127.0.0.1:$HAPROXY
+  default_backend nginx
+backend nginx
+  server local $W/nginx.sock
+EOF
+  record haproxy-nginx-unix --comm nginx -- haproxy -db -f "$W/haproxy.cfg" &
+  local recorder=$!
+  wait_listen "$HAPROXY" 60
+  # haproxy -db writes no pid file: find it by its whole, unique command line (the recorder's
+  # own command line is longer, so -x leaves it out).
+  HAPROXY_PID=$(pgrep -x -f "haproxy -db -f $W/haproxy.cfg")
+  ab -q -n 2000 -c 4 "http://127.0.0.1:$HAPROXY/" | ab_summary
+  stop_haproxy  # soft stop: haproxy exits, and so the recording ends
+  wait "$recorder"
+  stop_nginx
+}
+
+write_versions() {
+  {
+    echo "# What recorded the samples (written by sample_traces/record.sh)"
+    echo "recorded: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "kernel: $(uname -r)"
+    echo "os: Debian $(cat /etc/debian_version)"
+    echo "sockopt-trace: $("$ROOT/.venv/bin/python" -c 'import sockopt_trace; print(sockopt_trace.__version__)')"
+    dpkg-query -W -f '${Package}: ${Version}\n' nginx apache2-utils curl python3 haproxy \
+      "postgresql-[0-9]*" 2>/dev/null | grep -v ': $'
+  } >"$HERE/VERSIONS.txt"
+}
+
+[ "$install" = 0 ] || install_programs
+bash "$ROOT/scripts/setup.sh" --system
+ST="$ROOT/.venv/bin/sockopt-trace"
+for p in $BACKEND $PROXY $HAPROXY $PGPORT; do port_free "$p"; done
+W=$(mktemp -d /tmp/sockopt-samples.XXXXXX)
+chmod 755 "$W"
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for name in "${names[@]}"; do
+  "sample_$name"
+done
+chmod -R a+rX "${names[@]/#/$HERE/}"
+write_versions
+log "done: $(du -sh "$HERE" | cut -f1) in sample_traces/"
