@@ -24,7 +24,7 @@ BACKEND=18100      # nginx: `return 200`, no access log: the origin for the prox
 PROXY=18101        # nginx: reverse proxy to BACKEND, one access-log line per request
 HAPROXY=18110      # haproxy: front end for nginx on a Unix socket
 PGPORT=18120       # postgres
-REQUESTS=20000     # ab requests per nginx-before/after recording (the same for both)
+REQUESTS=50000     # ab requests per nginx-before/after recording (the same for both)
 
 usage() { echo "usage: sudo bash sample_traces/record.sh [--no-install] [NAME...]; NAME: ${ALL[*]}" >&2; exit 2; }
 
@@ -250,7 +250,7 @@ EOF
   # haproxy -db writes no pid file: find it by its whole, unique command line (the recorder's
   # own command line is longer, so -x leaves it out).
   HAPROXY_PID=$(pgrep -x -f "haproxy -db -f $W/haproxy.cfg")
-  ab -q -n 2000 -c 4 "http://127.0.0.1:$HAPROXY/" | ab_summary
+  ab -q -n 5000 -c 4 "http://127.0.0.1:$HAPROXY/" | ab_summary
   stop_haproxy  # soft stop: haproxy exits, and so the recording ends
   wait "$recorder"
   stop_nginx
