@@ -22,7 +22,7 @@ Views (names can be changed with `register(..., events=..., files=...)`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -30,7 +30,13 @@ import pyarrow as pa
 
 from sockopt_trace.analyzer import names
 from sockopt_trace.analyzer.info import files_table
-from sockopt_trace.analyzer.recording import Recording, first_line
+from sockopt_trace.analyzer.recording import (
+    SKIP_HINT,
+    Recording,
+    RecordingFile,
+    SkippedFile,
+    first_line,
+)
 from sockopt_trace.errors import UserError
 
 
@@ -78,16 +84,57 @@ def register(
     *,
     events: str = "events",
     files: str = "files",
-) -> None:
+    skip_bad: bool = False,
+) -> Recording:
     """Create the views of `rec` on `con` under the given names (two recordings can share one
-    connection under different names)."""
+    connection under different names); returns the recording registered, which lacks the files
+    DuckDB could not read when `skip_bad` (otherwise such a file is a UserError)."""
     for macro in macros():
         con.execute(macro)
     _create_name_tables(con)
+    try:
+        _create_views(con, rec, events, files)
+    except UnreadableFiles as err:
+        if not err.files:
+            raise
+        rec = rec.leave_out(err.files, skip_bad=skip_bad)
+        _create_views(con, rec, events, files)
+    return rec
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, rec: Recording, events: str, files: str) -> None:
     con.execute(f"DROP TABLE IF EXISTS {files}")
     con.from_arrow(files_table(rec)).create(files)
-    con.execute(f"CREATE OR REPLACE VIEW {events}_all AS {events_sql(rec)}")
+    try:
+        # DuckDB parses footers with its own reader, and a file's only when a scan reaches it:
+        # read them all now, so that damage pyarrow missed is named here, not mid-report.
+        con.execute(f"SELECT count(*) FROM parquet_file_metadata({_paths(rec.files)})")
+        con.execute(f"CREATE OR REPLACE VIEW {events}_all AS {events_sql(rec)}")
+    except duckdb.Error as err:
+        raise UnreadableFiles(unreadable_files(con, rec), first_line(err)) from None
     filter_events(con, events=events)
+
+
+class UnreadableFiles(UserError):
+    """Files that passed the footer checks (pyarrow) but that DuckDB cannot read."""
+
+    def __init__(self, files: list[SkippedFile], message: str) -> None:
+        first = f"{files[0].path}: {files[0].problem} ({SKIP_HINT})" if files else message
+        super().__init__(first if files else f"cannot read the recording: {message}")
+        self.files = files
+
+
+def unreadable_files(con: duckdb.DuckDBPyConnection, rec: Recording) -> list[SkippedFile]:
+    """Each file DuckDB cannot open on its own (found only after reading them together failed,
+    so the common case costs nothing)."""
+    bad = []
+    for f in rec.files:
+        try:
+            con.execute(f"SELECT count(*) FROM parquet_file_metadata({_paths([f])})")
+        except duckdb.Error as err:
+            problem = f"damaged Parquet file, DuckDB cannot read it ({first_line(err)})"
+            bad.append(SkippedFile(f.path, problem))
+    return bad
 
 
 def filter_events(
@@ -126,16 +173,16 @@ def filter_events(
 def events_sql(rec: Recording) -> str:
     """SELECT over the files with decoded names; files that sample stacks at different
     periods are read in separate `read_parquet` calls so each row knows its stack weight."""
-    by_period: dict[int, list[str]] = {}
+    by_period: dict[int, list[RecordingFile]] = {}
     for f in rec.files:
         period = max(1, f.meta.stack_sample_period) if f.meta.stacks == "full" else 1
-        by_period.setdefault(period, []).append(str(f.path.resolve()))
+        by_period.setdefault(period, []).append(f)
     mixed = len({f.columns for f in rec.files}) > 1
     options = ", union_by_name = true" if mixed else ""
     parts = [
         f"SELECT *, CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight "
-        f"FROM read_parquet([{', '.join(sql_string(p) for p in paths)}]{options})"
-        for period, paths in sorted(by_period.items())
+        f"FROM read_parquet({_paths(files)}{options})"
+        for period, files in sorted(by_period.items())
     ]
     source = "\nUNION ALL BY NAME\n".join(parts)
     return f"""
@@ -180,6 +227,11 @@ def execute(
         return con.execute(sql, dict(params) if params else None)
     except duckdb.Error as err:
         raise UserError(f"query failed: {first_line(err)}") from None
+
+
+def _paths(files: Sequence[RecordingFile]) -> str:
+    """A SQL list of the files' absolute paths (DuckDB resolves relative ones from its cwd)."""
+    return f"[{', '.join(sql_string(str(f.path.resolve())) for f in files)}]"
 
 
 def sql_string(value: str) -> str:

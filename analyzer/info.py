@@ -123,7 +123,7 @@ def _overview(rec: Recording, gaps: int) -> Result:
         "partial_files": len(rec.partial),
         "skipped_files": len(rec.skipped),
     }
-    return Result(list(row), [tuple(row.values())], "recording")
+    return Result(list(row), [tuple(row.values())], "recording", record=True)
 
 
 def _files(rec: Recording) -> Result:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from sockopt_trace.analyzer.database import connect, filter_events
+from sockopt_trace.analyzer.database import filter_events, register
 from sockopt_trace.analyzer.recording import Recording, open_recording
 from sockopt_trace.analyzer.timespec import parse_time_bound
 
@@ -33,7 +33,8 @@ def load(
     `timespec`); `where` is a SQL boolean expression over the `events` columns.
     """
     rec = open_recording(specs, skip_bad=skip_bad)
-    con = connect(rec)
+    con = duckdb.connect()
+    rec = register(con, rec, skip_bad=skip_bad)
     filter_events(
         con,
         where=where,

@@ -81,6 +81,21 @@ class Recording:
     def end_ns(self) -> int:
         return max(f.meta.end_ns for f in self.files)
 
+    def leave_out(self, bad: Sequence[SkippedFile], *, skip_bad: bool) -> Recording:
+        """This recording without the `bad` files: a UserError naming the first one unless
+        `skip_bad`, and a UserError anyway if no file is left."""
+        if not bad:
+            return self
+        if not skip_bad:
+            raise UserError(f"{bad[0].path}: {bad[0].problem} ({SKIP_HINT})")
+        paths = {b.path for b in bad}
+        files = tuple(f for f in self.files if f.path not in paths)
+        skipped = (*self.skipped, *bad)
+        if not files:
+            problems = "; ".join(f"{s.path}: {s.problem}" for s in skipped[:3])
+            raise UserError(f"no readable recording files: {problems}")
+        return Recording(files, self.partial, skipped)
+
     def notices(self) -> list[str]:
         """One line each about what the reader should know: lost events, files left out."""
         lines = []
@@ -111,19 +126,14 @@ def open_recording(specs: Sequence[str | Path], *, skip_bad: bool = False) -> Re
     if not specs:
         raise UserError("no recording given: name a recording directory, file or glob")
     candidates, partial = find_files(specs)
-    files: list[RecordingFile] = []
-    skipped: list[SkippedFile] = []
+    good: list[RecordingFile] = []
+    bad: list[SkippedFile] = []
     for path in candidates:
         try:
-            files.append(read_file(path))
+            good.append(read_file(path))
         except BadFile as err:
-            if not skip_bad:
-                raise UserError(f"{path}: {err} ({SKIP_HINT})") from None
-            skipped.append(SkippedFile(path, str(err)))
-    if not files:
-        problems = "; ".join(f"{s.path}: {s.problem}" for s in skipped[:3])
-        raise UserError(f"no readable recording files among {_names(candidates)}: {problems}")
-    return Recording(tuple(files), tuple(partial), tuple(skipped))
+            bad.append(SkippedFile(path, str(err)))
+    return Recording(tuple(good), tuple(partial)).leave_out(bad, skip_bad=skip_bad)
 
 
 def find_files(specs: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:

@@ -2,8 +2,8 @@
 
 Every command (info, report, query, and later diff) prints through `render`, so formats behave
 the same everywhere: csv and json are for machines (exact values, ISO times with Z, streamed);
-table and markdown are for people (thousands separators, a few decimals, a single wide row
-shown as field/value pairs, at most `max_rows` rows).
+table and markdown are for people (thousands separators, a few decimals, a one-row record shown
+as field/value pairs, at most `max_rows` rows).
 """
 
 from __future__ import annotations
@@ -23,16 +23,20 @@ from rich.console import Console
 from rich.table import Table
 
 FORMATS = ("table", "csv", "json", "markdown")
-VERTICAL_MIN_COLUMNS = 5  # a single row this wide reads better as field/value pairs
 
 
 @dataclass
 class Result:
-    """A titled table of rows; `rows` may be a one-shot iterator (a streaming cursor)."""
+    """A titled table of rows; `rows` may be a one-shot iterator (a streaming cursor).
+
+    `record`: the result is one row of many facts (summary, info), which people read better as
+    field/value pairs in table and markdown.
+    """
 
     columns: list[str]
     rows: Iterable[Sequence[Any]]
     title: str | None = None
+    record: bool = False
 
     @classmethod
     def from_cursor(cls, cursor: Any, title: str | None = None, batch: int = 10_000) -> Result:
@@ -74,7 +78,7 @@ def render(
         if max_rows and len(rows) > max_rows:
             rows, truncated = rows[:max_rows], True
         columns = res.columns
-        if len(rows) == 1 and len(columns) >= VERTICAL_MIN_COLUMNS:
+        if res.record and len(rows) == 1:
             rows = list(zip(columns, rows[0], strict=True))
             columns = ["field", "value"]
         if fmt == "markdown":

@@ -7,6 +7,7 @@ Header (leading `--` lines, `key: value`):
     -- param: top (int, default 20): groups to show  (repeatable; types: int, float, str,
                                                       duration, or choices a|b|c)
     -- columns: <by>, calls, mean_ns, ...
+    -- layout: record                                 (optional: one row, shown as field/value)
 
 Nothing the user types is pasted into a report's SQL: parameter values are bound as DuckDB
 `$name` parameters (durations as integer nanoseconds), and grouping dimensions are looked up in
@@ -54,7 +55,7 @@ DIMENSIONS: dict[str, Dimension] = {
     "errno": Dimension(("errno",), "errno_label(errno)"),
     **{c: _plain(c) for c in ("callsite", "stack", "optlen_in", "optlen_out")},
 }
-HEADER_KEYS = ("name", "answers", "by", "param", "columns")
+HEADER_KEYS = ("name", "answers", "by", "param", "columns", "layout")
 PLACEHOLDERS = ("{keys}", "{labels}", "{names}", "{weight}")
 _FIELD = re.compile(r"--\s*([a-z_]+):\s*(.*)")
 _PARAM = re.compile(r"([a-z_][a-z0-9_]*)\s*\(\s*([a-z|_]+)\s*,\s*default\s+([^)]*)\)\s*:\s*(.+)")
@@ -92,6 +93,7 @@ class Report:
     sql: str
     params: tuple[Param, ...] = ()
     by: tuple[str, ...] | None = None  # default dimensions; None: the report takes no --by
+    record: bool = False  # one row of facts (layout: record)
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -127,8 +129,17 @@ def parse_report(text: str, source: str) -> Report:
         unknown = [d for d in by if d not in DIMENSIONS]
         if unknown or not by:
             raise ValueError(f"{source}: bad default dimensions {fields['by'][0]!r}")
+    layout = fields.get("layout", ["table"])
+    if layout not in (["table"], ["record"]):
+        raise ValueError(f"{source}: layout must be table or record, not {layout}")
     return Report(
-        fields["name"][0], fields["answers"][0], fields["columns"][0], text, tuple(params), by
+        fields["name"][0],
+        fields["answers"][0],
+        fields["columns"][0],
+        text,
+        tuple(params),
+        by,
+        layout == ["record"],
     )
 
 
@@ -202,4 +213,5 @@ def run_report(
     report = get_report(name)
     sql, values = prepare(report, by=by, params=params)
     cursor = execute(con, sql, values)
-    return Result([d[0] for d in cursor.description], cursor.fetchall(), report.name)
+    columns = [d[0] for d in cursor.description]
+    return Result(columns, cursor.fetchall(), report.name, record=report.record)

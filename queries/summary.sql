@@ -1,5 +1,6 @@
 -- name: summary
 -- answers: what is in this recording? events, time span, rate, lost events, hosts, processes, top option and process, error share
+-- layout: record
 -- columns: events, hosts, processes, threads, first_time, last_time, span_s, calls_per_s, lost, lost_pct, errors, error_pct, options, top_option, top_option_pct, top_comm, top_comm_pct
 -- One scan of events into a small per-thread, per-option table; everything else reads that.
 WITH per_thread AS (

@@ -1,12 +1,18 @@
-"""The SQL decoding macros agree with `names` on every value, known or not."""
+"""The DuckDB side: decoding macros agree with `names`; files only DuckDB finds damaged."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import duckdb
 import pytest
 
 from sockopt_trace.analyzer import names
 from sockopt_trace.analyzer.database import macros
+from sockopt_trace.analyzer.load import load
+from sockopt_trace.analyzer.recording import BadFile, read_file
+from sockopt_trace.errors import UserError
+from tests.synth import write_recording
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +42,38 @@ def test_every_known_and_some_unknown_values(con: duckdb.DuckDBPyConnection) -> 
 def test_null_stays_null(con: duckdb.DuckDBPyConnection) -> None:
     row = con.execute("SELECT level_label(NULL), optname_label(1, NULL), errno_label(NULL)")
     assert row.fetchone() == (None, None, None)
+
+
+def damaged_for_duckdb_only(directory: Path) -> Path:
+    """A recording file with one byte of its footer changed so that pyarrow still reads the
+    footer (it passes `read_file`) but DuckDB's own reader refuses it."""
+    [source] = write_recording(directory / "source", 2000, files=1, seed=9, row_group_rows=500)
+    data = source.read_bytes()
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    target = directory / "damaged.parquet"
+    for i in range(footer, len(data) - 8):
+        changed = bytearray(data)
+        changed[i] ^= 1
+        target.write_bytes(changed)
+        try:
+            read_file(target)
+            duckdb.execute(f"SELECT * FROM read_parquet('{target}') LIMIT 0")
+        except (BadFile, duckdb.Error) as err:
+            if isinstance(err, duckdb.Error):
+                return target
+    pytest.skip("no footer byte that only DuckDB notices")
+
+
+def test_damage_only_duckdb_notices_is_named_or_skipped(tmp_path: Path) -> None:
+    damaged = damaged_for_duckdb_only(tmp_path)
+    good = tmp_path / "rec"
+    write_recording(good, 300, files=1, seed=10)
+    with pytest.raises(UserError) as info:
+        load([good, damaged])
+    message = str(info.value)
+    assert message.startswith(f"{damaged}: damaged Parquet file") and "\n" not in message
+    loaded = load([good, damaged], skip_bad=True)
+    assert [s.path for s in loaded.recording.skipped] == [damaged]
+    assert loaded.con.execute("SELECT count(*) FROM events").fetchone() == (300,)
+    with pytest.raises(UserError, match="no readable recording files"):
+        load([damaged], skip_bad=True)

@@ -86,11 +86,13 @@ def test_table_shows_markup_like_text_as_is_and_limits_rows() -> None:
     assert shown == ["0", "1", "2"]
 
 
-def test_one_wide_row_reads_as_field_value_pairs() -> None:
-    wide = Result(["a", "b", "c", "d", "e"], [(1, 2, 3, 4, 5)])
-    lines = out(wide, "markdown").splitlines()
+def test_a_record_reads_as_field_value_pairs() -> None:
+    record = Result(["a", "b", "c"], [(1, 2, 3)], record=True)
+    lines = out(record, "markdown").splitlines()
     assert lines[0] == "| field | value |" and lines[2] == "| a | 1 |"
-    assert json.loads(out(wide, "json")) == [{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}]
+    assert json.loads(out(record, "json")) == [{"a": 1, "b": 2, "c": 3}]
+    one_row = Result(["a", "b", "c"], [(1, 2, 3)])
+    assert out(one_row, "markdown").splitlines()[0] == "| a | b | c |"
 
 
 @pytest.mark.parametrize(
