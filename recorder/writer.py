@@ -130,6 +130,7 @@ class RecordingWriter:
         self._writer: pq.ParquetWriter | None = None
         self._span_start = time.time_ns()  # files cover the recording without gaps
         self._losses_base = losses()  # losses since the previous file was sealed go in the next
+        self._next_rotation = time.monotonic() + config.rotate_seconds
 
     # -- public -----------------------------------------------------------------------------
     def add(self, batch: np.ndarray) -> None:
@@ -153,12 +154,19 @@ class RecordingWriter:
         return max(1024, min(len(self._buffer), fit))
 
     def tick(self) -> None:
-        """Called regularly: flush an old row group, rotate by time."""
+        """Called regularly: flush an old row group; every rotation interval (counted from the
+        start of the recording, whatever the rate) seal what has been recorded so far, so that
+        a killed recorder loses at most the last interval."""
         now = time.monotonic()
-        if self._pending_rows and now - self._pending_since >= self.config.flush_seconds:
+        if now >= self._next_rotation:
+            self._next_rotation += self.config.rotate_seconds * (
+                1 + (now - self._next_rotation) // self.config.rotate_seconds
+            )
             self.flush()
-        if self._writer is not None and now - self._opened_mono >= self.config.rotate_seconds:
-            self._close_file()
+            if self._writer is not None:
+                self._close_file()
+        elif self._pending_rows and now - self._pending_since >= self.config.flush_seconds:
+            self.flush()
 
     def flush(self) -> None:
         if not self._pending_rows:
@@ -237,7 +245,6 @@ class RecordingWriter:
         self._writer = pq.ParquetWriter(self._file, WRITE_SCHEMA, **schema.parquet_write_options())
         self._clock = clock_mapping()
         self._clock_offset = self._clock["realtime_ns"] - self._clock["monotonic_ns"]
-        self._opened_mono = time.monotonic()
         self._start_ns = self._span_start
         self._ts_range = (2**63 - 1, 0)
         self._file_rows = 0

@@ -113,7 +113,7 @@ def test_sigkill_leaves_only_whole_files(tmp_path: Path, loop_bin: Path) -> None
         ours = attached_programs(rec.pid)
         assert ours
         work = subprocess.Popen([str(loop_bin), "100000000", "1"], stdout=subprocess.DEVNULL)
-        time.sleep(1.5 + rng.random() * 2.5)
+        time.sleep(2.5 + rng.random() * 2.5)
         killed_at = time.time_ns()
         rec.send_signal(signal.SIGKILL)
         rec.wait()
