@@ -112,10 +112,6 @@ class RecordingMetadata:
         return sum(self.lost.values())
 
 
-def schema_with_metadata(meta: RecordingMetadata) -> pa.Schema:
-    return ARROW_SCHEMA.with_metadata({METADATA_KEY: meta.to_bytes()})
-
-
 def parquet_write_options() -> dict[str, Any]:
     """Keyword arguments for `pyarrow.parquet.ParquetWriter` that every writer of the format uses.
 
