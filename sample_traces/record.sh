@@ -49,31 +49,40 @@ install_programs() {
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -gt 0 ] || return 0
   log "apt-get install ${missing[*]}"
-  # Debian's packages would start nginx (on port 80), haproxy and a postgres cluster: forbid it.
-  local made_policy=0
+  # Debian's packages would start nginx (on port 80), haproxy and a postgres cluster: forbid it
+  # (a policy-rc.d already there is left alone; ours is removed by cleanup, whatever happens).
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
+    POLICY_RC=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC"
+    chmod 755 "$POLICY_RC"
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
+  remove_policy_rc
+}
+
+remove_policy_rc() {
+  [ -z "$POLICY_RC" ] || rm -f "$POLICY_RC"
+  POLICY_RC=""
 }
 
 # --- servers: each started in the background, its pid kept, stopped by that pid -------------
 
+POLICY_RC=""      # the policy-rc.d this run made, if any
 W=""              # temporary directory of this run
 NGINX_PID=""
 HAPROXY_PID=""
+RECORDER_PID=""   # a recorder running in the background (BG=1 record ...)
 PG_DATA=""
 PG_BIN=""
 
 cleanup() {
   local status=$?
   set +e
+  remove_policy_rc
   stop_haproxy
+  stop_recorder
   stop_nginx
   stop_postgres
   [ -z "$W" ] || rm -rf "$W"
@@ -175,11 +184,26 @@ stop_postgres() {
 
 # --- recording -----------------------------------------------------------------------------
 
-record() {  # record NAME RECORDER-ARGS... [-- COMMAND ARGS]: into sample_traces/NAME/
+# record NAME RECORDER-ARGS... [-- COMMAND ARGS]: into sample_traces/NAME/ (run from the
+# repository's root, so that the files' metadata says `-o sample_traces/NAME`). With BG=1 the
+# recorder runs in the background and RECORDER_PID is its pid.
+record() {
   local name=$1; shift
   rm -rf "${HERE:?}/$name"
   log "$name: sockopt-trace record -o sample_traces/$name $*"
-  (cd "$ROOT" && "$ST" record -q -o "sample_traces/$name" "$@")
+  if [ "${BG:-0}" = 1 ]; then
+    "$ST" record -q -o "sample_traces/$name" "$@" &
+    RECORDER_PID=$!
+  else
+    "$ST" record -q -o "sample_traces/$name" "$@"
+  fi
+}
+
+stop_recorder() {  # the background recorder: SIGTERM closes its files cleanly
+  [ -n "$RECORDER_PID" ] || return 0
+  kill -TERM "$RECORDER_PID" 2>/dev/null
+  wait "$RECORDER_PID" 2>/dev/null
+  RECORDER_PID=""
 }
 
 # ab (apache2-utils) calls no getsockopt itself; -k keeps its connections open, so what is counted
@@ -244,15 +268,15 @@ frontend web
 backend nginx
   server local $W/nginx.sock
 EOF
-  record haproxy-nginx-unix --comm nginx -- haproxy -db -f "$W/haproxy.cfg" &
-  local recorder=$!
+  BG=1 record haproxy-nginx-unix --comm nginx -- haproxy -db -f "$W/haproxy.cfg"
   wait_listen "$HAPROXY" 60
   # haproxy -db writes no pid file: find it by its whole, unique command line (the recorder's
   # own command line is longer, so -x leaves it out).
   HAPROXY_PID=$(pgrep -x -f "haproxy -db -f $W/haproxy.cfg")
   ab -q -n 5000 -c 4 "http://127.0.0.1:$HAPROXY/" | ab_summary
   stop_haproxy  # soft stop: haproxy exits, and so the recording ends
-  wait "$recorder"
+  wait "$RECORDER_PID"
+  RECORDER_PID=""
   stop_nginx
 }
 
@@ -268,14 +292,15 @@ write_versions() {
   } >"$HERE/VERSIONS.txt"
 }
 
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cd "$ROOT"
 [ "$install" = 0 ] || install_programs
-bash "$ROOT/scripts/setup.sh" --system
+bash scripts/setup.sh --system
 ST="$ROOT/.venv/bin/sockopt-trace"
 for p in $BACKEND $PROXY $HAPROXY $PGPORT; do port_free "$p"; done
 W=$(mktemp -d /tmp/sockopt-samples.XXXXXX)
 chmod 755 "$W"
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 for name in "${names[@]}"; do
   "sample_$name"
