@@ -43,6 +43,8 @@ done
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
+POLICY_RC=""  # the policy-rc.d this run made, if any
+
 install_programs() {
   local pkgs=(nginx apache2-utils curl python3 postgresql haproxy iproute2 procps)
   local missing=() p
@@ -69,7 +71,6 @@ remove_policy_rc() {
 
 # --- servers: each started in the background, its pid kept, stopped by that pid -------------
 
-POLICY_RC=""      # the policy-rc.d this run made, if any
 W=""              # temporary directory of this run
 NGINX_PID=""
 HAPROXY_PID=""
