@@ -215,6 +215,22 @@ def write_recording(
     return paths
 
 
+def write_events(directory: Path, table: pa.Table, *, files: int = 1, **meta: Any) -> list[Path]:
+    """A recording directory holding the rows of `table` (any order: sorted by time here), in
+    `files` consecutive files; `meta` overrides metadata fields of every file (host, probe,
+    filters, lost, stacks, ...). For tables built by a test, e.g. with changes injected."""
+    directory.mkdir(parents=True, exist_ok=True)
+    table = table.sort_by("ts_ns")
+    host = meta.get("host", "host-a")
+    meta.setdefault("recording_id", uuid.uuid5(uuid.NAMESPACE_URL, str(directory)).hex)
+    paths = []
+    for i, part in enumerate(np.array_split(np.arange(table.num_rows), files)):
+        chunk = table.take(pa.array(part))
+        path = directory / f"{host}-{i + 1:06d}.parquet"
+        paths.append(write_file(path, chunk, make_metadata(chunk, sequence=i + 1, **meta)))
+    return paths
+
+
 def read_rows(paths: Sequence[Path]) -> pa.Table:
     """All rows of `paths` read back with pyarrow (independent of the analyzer)."""
     return pa.concat_tables(pq.read_table(p, schema=ARROW_SCHEMA) for p in paths)

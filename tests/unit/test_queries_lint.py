@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sockopt_trace.analyzer.diff import diff_queries
 from sockopt_trace.analyzer.load import Loaded, load
 from sockopt_trace.analyzer.reports import (
     DIMENSIONS,
@@ -21,6 +22,7 @@ from tests.synth import write_recording
 
 QUERY_DIR = Path(str(importlib.resources.files("sockopt_trace.queries")))
 SQL_FILES = sorted(QUERY_DIR.glob("*.sql"))
+DIFF_FILES = sorted((QUERY_DIR / "diff").glob("*.sql"))  # read two recordings: see diff.py
 
 # What breaks or silently changes on Spark through sqlglot (DESIGN.md, portability facts).
 FORBIDDEN = {
@@ -61,7 +63,7 @@ def test_there_are_the_seven_reports() -> None:
     assert set(load_reports()) == {p.stem for p in SQL_FILES}
 
 
-@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
 def test_header(path: Path) -> None:
     text = path.read_text()
     report = parse_report(text, path.name)
@@ -81,7 +83,7 @@ def test_header(path: Path) -> None:
         assert set(report.by) <= set(DIMENSIONS)
 
 
-@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
 def test_portable_constructs_only(path: Path) -> None:
     sql = body(path.read_text())
     for what, pattern in FORBIDDEN.items():
@@ -90,13 +92,14 @@ def test_portable_constructs_only(path: Path) -> None:
         assert re.fullmatch(r"\s*\w+\s*,\s*\[[0-9., ]+\]\s*", call), call
 
 
-@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
 def test_reads_only_the_views(path: Path) -> None:
     sql = body(path.read_text())
     ctes = set(re.findall(r"(\w+)\s+AS\s*\(", sql, re.IGNORECASE))
     sources = set(re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", sql, re.IGNORECASE))
+    views = {"base_events", "new_events"} if path in DIFF_FILES else {"events", "files"}
     assert sources, path.name
-    assert sources <= ctes | {"events", "files"}, sources - ctes
+    assert sources <= ctes | views, sources - ctes
 
 
 @pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.stem)
@@ -114,6 +117,24 @@ def test_explains_and_runs_with_every_dimension(path: Path, loaded: Loaded) -> N
         assert rows, (report.name, dims)
         columns = report.columns.replace("<by>", ", ".join(dims or report.by or ()))
         assert result.columns == [c.strip() for c in columns.split(",")]
+
+
+@pytest.mark.parametrize("path", DIFF_FILES, ids=lambda p: p.stem)
+def test_diff_queries_explain_and_run_with_every_dimension(path: Path, tmp_path: Path) -> None:
+    write_recording(tmp_path / "a", 3000, seed=8, stacks="full", stack_sample_period=2)
+    write_recording(tmp_path / "b", 3000, seed=9, stacks="full")
+    both = load([tmp_path / "a"], events="base_events", files="base_files")
+    load([tmp_path / "b"], con=both.con, events="new_events", files="new_files")
+    report = parse_report(path.read_text(), path.name)
+    assert report.name in diff_queries() and report.by
+    every = {p.name: 1 for p in report.params if p.name == "min_calls"}  # tiny groups too
+    for dims in [None, *([d] for d in DIMENSIONS), list(DIMENSIONS)]:
+        sql, values = prepare(report, by=dims, params=every)
+        assert both.con.execute("EXPLAIN " + sql, values).fetchall()
+        cursor = both.con.execute(sql, values)
+        assert cursor.fetchall(), (report.name, dims)
+        columns = report.columns.replace("<by>", ", ".join(dims or report.by))
+        assert [d[0] for d in cursor.description] == [c.strip() for c in columns.split(",")]
 
 
 @pytest.mark.parametrize(
