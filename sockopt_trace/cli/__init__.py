@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sockopt_trace.cli import doctor, export, info, queries, query, record, recover, report  # noqa: F401
+from sockopt_trace.cli import doctor, export, html, info, queries, query, record, recover, report  # noqa: F401
 from sockopt_trace.cli.app import app
 from sockopt_trace.errors import UserError
 

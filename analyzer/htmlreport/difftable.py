@@ -1,0 +1,111 @@
+"""The diff table of the two-recording page, from the diff library's result (`analyzer.diff`):
+per group, each metric as base -> new with its relative change, adjusted p-value and (for
+percentiles) the confidence interval of the difference; significant changes coloured, red for
+more (slower, more frequent, more failures), green for less.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from typing import Any
+
+from sockopt_trace.analyzer.htmlreport.fmt import duration, number, percent
+from sockopt_trace.analyzer.htmlreport.page import lead, notices, table
+
+# (column heading, metric, how a value reads)
+METRICS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("calls/s", "rate", lambda v: number(v, 1)),
+    ("p50", "p50", duration),
+    ("p90", "p90", duration),
+    ("p99", "p99", duration),
+    ("failed", "errors", percent),
+)
+
+
+def _change_cell(c: Any, fmt: Callable[[float], str], *, points: bool = False) -> str:
+    """One metric of one group: 'base → new', the change, and the evidence for it."""
+    if c.base is None or c.new is None:
+        return '<td class="num"></td>'
+    main = f"{fmt(c.base)} → {fmt(c.new)}"
+    d, rel = c.diff, c.rel
+    change = ""
+    if d and points:
+        change = f"{d:+.2g} pts" if abs(d) < 1 else f"{d:+,.1f} pts"
+    elif d and rel is not None:
+        change = "new" if math.isinf(rel) else f"{rel * 100:+.{0 if abs(rel) >= 0.1 else 1}f}%"
+    evidence = [_p_value(c.p)]
+    if c.low is not None and c.high is not None:
+        evidence.append(f"CI {_signed(c.low, fmt)} … {_signed(c.high, fmt)}")
+    css = ("up" if (d or 0) > 0 else "down") if c.significant else ""
+    mark = " *" if c.significant else ""
+    return (
+        f'<td class="num" data-v="{rel if rel is not None and math.isfinite(rel) else 0}">'
+        f'<span class="v">{html.escape(main)}</span><br>'
+        f'<span class="{css}">{html.escape(change)}{mark}</span> '
+        f"<small>{html.escape(', '.join(evidence))}</small></td>"
+    )
+
+
+def _p_value(p: float | None) -> str:
+    if p is None:
+        return "not tested"
+    return "p < 0.0001" if p < 1e-4 else f"p {p:.2g}"
+
+
+def _rate(us_per_s: float) -> str:
+    """Microseconds in getsockopt per second of wall clock."""
+    return f"{us_per_s:,.0f}" if abs(us_per_s) >= 100 else f"{us_per_s:.3g}"
+
+
+def _signed(value: float, fmt: Callable[[float], str]) -> str:
+    return ("+" if value >= 0 else "-") + fmt(abs(value))
+
+
+def diff_table_html(result: Any, top: int = 30) -> str:
+    """The whole 'what changed' section: warnings, the changed groups, new and vanished
+    groups and call sites, and how significance was decided."""
+    both = [g for g in result.groups if g.status == "both"]
+    flagged = sum(1 for g in both if g.significant)
+    dims = list(result.dims)
+    head = "".join(f"<th>{html.escape(d)}</th>" for d in dims)
+    head += '<th class="num">time in getsockopt</th>'
+    head += "".join(f'<th class="num">{html.escape(h)}</th>' for h, _, _ in METRICS)
+    rows = []
+    for g in both[:top]:
+        cells = "".join(f'<td class="wrap">{html.escape(_text(k))}</td>' for k in g.key)
+        t = g.time
+        impact = g.impact
+        cells += (
+            f'<td class="num" data-v="{impact}">{_rate(t.base or 0)} → {_rate(t.new or 0)} µs/s'
+            f"<br><span>{'+' if impact >= 0 else '-'}{_rate(abs(impact))} µs/s</span></td>"
+        )
+        for _, metric, fmt in METRICS:
+            cells += _change_cell(g.change(metric), fmt, points=metric == "errors")
+        rows.append(f"<tr>{cells}</tr>")
+    summary = (
+        f"{flagged} of {len(both)} groups in both recordings changed significantly (*, "
+        f"alpha {result.alpha:g} over all {result.tests:,} tests, Bonferroni; changes under "
+        f"{result.min_change * 100:g}% are not flagged). Largest change in time spent in "
+        "getsockopt per second first"
+        + (f"; the first {top} shown." if len(both) > top else ".")
+        + " Under each value: the change, its adjusted p-value and, for percentiles, the "
+        "confidence interval of new - base."
+    )
+    main = (
+        f'<div class="scroll"><table class="sortable diff"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        if rows
+        else '<p class="empty">No group is in both recordings.</p>'
+    )
+    extra = [
+        f"<h3>{html.escape(res.title or '')}</h3>{table(res)}"
+        for res in result.sections(top=top, warnings=False)
+        if res.title and res.title.startswith(("new ", "vanished ", "method"))
+    ]
+    return "\n".join([notices(result.warnings), lead(html.escape(summary)), main, *extra])
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,67 @@
+"""`sockopt-trace html REC [NEW] -o report.html`: a self-contained HTML report, or a diff page."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sockopt_trace.analyzer.htmlreport import Filters, diff_html, report_html
+from sockopt_trace.cli.analysis import Since, SkipBad, Until, Where
+from sockopt_trace.cli.app import app
+from sockopt_trace.cli.output import output_stream
+
+HELP = (
+    "Write a self-contained HTML page (opens offline, in any browser): for one recording, the "
+    "summary, latency distributions with percentiles, rate and p99 over time, an interactive "
+    "flame graph (calls or time) and the errors; for two (BASE NEW), the diff table with "
+    "confidence, overlaid distributions and a differential flame graph.\n\n"
+    "Each recording is one argument: a Parquet file, a directory (searched recursively) or a "
+    "quoted glob. Needs plotly: pip install 'sockopt-trace\\[html]'.\n\n"
+    "Examples:\n"
+    "  sockopt-trace html rec/ -o report.html\n"
+    "  sockopt-trace html before/ after/ -o diff.html\n"
+    "  sockopt-trace html 'fleet/*/' --by comm,callsite --since 5m -o fleet.html"
+)
+
+
+@app.command("html", help=HELP)
+def html(
+    recs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="REC [NEW]",
+            help="One recording for a report; two (base, then new) for a comparison.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    by: Annotated[
+        str | None,
+        typer.Option("--by", "-b", help="Group latencies by these (default comm,level,optname)."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", "-n", help="Groups to draw.")] = 8,
+    where: Where = None,
+    since: Since = None,
+    until: Until = None,
+    skip_bad: SkipBad = False,
+) -> None:
+    if len(recs) > 2:
+        raise typer.BadParameter(
+            "give one recording (a report) or two (BASE NEW, a diff); to read several files "
+            "as one recording, give their directory or a quoted glob",
+            param_hint="REC [NEW]",
+        )
+    filters = Filters(where, since, until)
+    if len(recs) == 1:
+        text = report_html(recs, filters=filters, by=by, top=top, skip_bad=skip_bad)
+    else:
+        text = diff_html([recs[0]], [recs[1]], filters=filters, by=by, top=top, skip_bad=skip_bad)
+    data = text.encode()
+    with output_stream(output) as out:
+        out.write(data)
+    print(f"sockopt-trace: wrote {output} ({len(data) / 1e6:.1f} MB)", file=sys.stderr)
