@@ -226,8 +226,7 @@ class DiffResult:
         ]
         title = (
             f"changes: {flagged} of {len(both)} groups in both recordings changed significantly"
-            f" (*); shown: the top {min(top or len(both), len(both))} by change in time and"
-            " every significant change"
+            f" (*); the top {min(top or len(both), len(both))} by change in time, and every *"
         )
         sections.append(Result(columns, rows, title))
         for status in ("new", "vanished"):
@@ -252,8 +251,8 @@ class DiffResult:
             rows.append((*g.key, g.calls[i], *side, "yes" if g.rate.significant else "no"))
         where = ("base", "new")[i]
         title = (
-            f"{status} {what}: {len(chosen)} only in the {where} recording, the most time first "
-            f"(significant: more calls than chance allows, with the rate test)"
+            f"{status} {what}: {len(chosen)}, only in the {where} recording "
+            "(significant: more calls than chance allows)"
         )
         return [Result(columns, rows, title)]
 
@@ -282,35 +281,33 @@ class DiffResult:
         return Result(columns, rows, "recordings")
 
     def _method(self) -> Result:
-        at_least = f"p < alpha and the change is at least {self.min_change * 100:g}%"
+        least = f"p < alpha, change >= {self.min_change * 100:g}%"
+        slots = f"over {SLOTS} time slots of each recording"
         rows = [
             (
                 "calls_per_s",
-                "Poisson rate test, exact and conditional on the total, on counts divided by "
-                f"their over-dispersion across {SLOTS} time slots of each recording",
-                at_least,
+                "Poisson rate test, exact, conditional on the total; counts divided by their "
+                f"over-dispersion {slots}",
+                least,
             ),
             (
-                "p50_ns, p90_ns, p99_ns",
-                "Mood's quantile test: Fisher's exact test of the calls of each recording at or "
-                "below the pooled percentile; low/high: bootstrap over all calls "
-                f"({REPLICATES:,} replicates), normal interval",
-                f"{at_least}, and the interval excludes 0; {NOT_TESTED.strip()}: not tested, fewer "
-                f"than {MIN_BEYOND} calls "
-                "beyond the percentile in a recording",
+                "p50/p90/p99_ns",
+                "Mood's quantile test: Fisher's exact test at the pooled percentile; interval: "
+                f"bootstrap over all calls ({REPLICATES:,} replicates)",
+                f"{least}, interval excludes 0; {NOT_TESTED.strip()} not tested: < {MIN_BEYOND} "
+                "calls beyond the percentile",
             ),
             (
                 "error_pct",
-                "Fisher's exact test on counts divided by the over-dispersion of errors across "
-                "the time slots",
-                f"p < alpha and the change is at least {MIN_ERROR_POINTS:g} points",
+                f"Fisher's exact test; counts divided by the over-dispersion of errors {slots}",
+                f"p < alpha, change >= {MIN_ERROR_POINTS:g} points",
             ),
-            ("time_us_per_s", "not tested: the impact, which ranks the groups", ""),
+            ("time_us_per_s", "not tested: the impact that ranks the groups", ""),
             (
                 "alpha",
-                f"{self.alpha:g} for all {self.tests:,} tests together: p values are "
-                "Bonferroni-adjusted and intervals simultaneous",
-                f"{SIGNIFICANT.strip()} marks a significant change",
+                f"{self.alpha:g} for all {self.tests:,} tests together (Bonferroni): p values "
+                "adjusted, intervals simultaneous",
+                f"{SIGNIFICANT.strip()}: significant",
             ),
         ]
         return Result(["metric", "method", "significant when"], rows, "method")

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from sockopt_trace.cli import doctor, export, html, info, queries, query, record, recover, report  # noqa: F401
+from sockopt_trace.cli import (  # noqa: F401 (each command module registers itself on app)
+    diff,
+    doctor,
+    export,
+    html,
+    info,
+    queries,
+    query,
+    record,
+    recover,
+    report,
+)
 from sockopt_trace.cli.app import app
 from sockopt_trace.errors import UserError
 

@@ -62,6 +62,10 @@ Since = Annotated[
 Until = Annotated[
     str | None, typer.Option("--until", help="Only calls before this time (same forms as --since).")
 ]
+By = Annotated[
+    str | None,
+    typer.Option("--by", "-b", help="Group by these dimensions, e.g. comm,optname or callsite."),
+]
 
 
 def warn(message: str) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from sockopt_trace.analyzer.reports import DIMENSIONS, load_reports, parse_by, run_report
 from sockopt_trace.cli.analysis import (
+    By,
     Format,
     FormatOpt,
     MaxRows,
@@ -42,10 +43,7 @@ def report(
     name: Annotated[
         str | None, typer.Option("--report", "-r", help="Report name (or give it after REC).")
     ] = None,
-    by: Annotated[
-        str | None,
-        typer.Option("--by", "-b", help="Group by these dimensions, e.g. comm,optname."),
-    ] = None,
+    by: By = None,
     where: Where = None,
     since: Since = None,
     until: Until = None,
