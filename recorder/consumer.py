@@ -22,7 +22,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sockopt_trace.recorder.events import BUSY_BIT, DISCARD_BIT, event_dtype, record_dtype
+from sockopt_trace.recorder.events import (
+    BUSY_BIT,
+    DISCARD_BIT,
+    RECORD_EXEC,
+    RECORD_NEWPROC,
+    event_dtype,
+    record_dtype,
+)
 
 PAGE = mmap.PAGESIZE
 
@@ -43,12 +50,10 @@ class RingReader:
         self._cons = np.frombuffer(self._cons_map, dtype="<u8", count=1)
         self._prod = np.frombuffer(self._prod_map, dtype="<u8", count=1)
         self._data = np.frombuffer(self._prod_map, dtype=np.uint8, offset=PAGE)
-        self._poll = select.poll()
-        self._poll.register(map_fd, select.POLLIN)
 
-    def wait(self, timeout_ms: int) -> None:
-        """Sleep until the kernel wakes us or the timeout passes."""
-        self._poll.poll(timeout_ms)
+    @property
+    def fd(self) -> int:
+        return self._fd
 
     @property
     def size(self) -> int:
@@ -94,7 +99,6 @@ class RingReader:
         return np.concatenate((self._data[start:], self._data[: end - self._size]))
 
     def close(self) -> None:
-        self._poll.unregister(self._fd)
         for name in ("_cons", "_prod", "_data"):
             setattr(self, name, None)
         self._cons_map.close()
@@ -102,12 +106,14 @@ class RingReader:
 
 
 class Consumer(threading.Thread):
-    """Drains the ring into a bounded queue of batches; the writer thread takes them from there.
+    """Drains the ring buffer into a bounded queue of batches; the writer thread takes them from
+    there.
 
     Never blocks on the writer: if the queue holds `max_queued` events already, a batch is
     dropped and counted (`dropped`), so the kernel side never stalls because the disk is slow.
-    `on_pids` gets each batch's processes right as it arrives, so symbols of short-lived
-    processes can be loaded while /proc/PID/maps still exists.
+    Calls are read in batches every `batch_interval`; notices (a traced process exec'ed, a
+    process made its first call) wake it at once, and go to `on_exec` / `on_pids` right away so
+    that symbols of short-lived processes are loaded while /proc/PID/maps still exists.
     """
 
     def __init__(
@@ -115,14 +121,18 @@ class Consumer(threading.Thread):
         reader: RingReader,
         out: queue.Queue,
         on_pids: Callable[[np.ndarray], None],
+        on_exec: Callable[[int], None] = lambda _pid: None,
+        notices: RingReader | None = None,
         max_queued: int = 1 << 19,  # 40 MB of events: the bound on user-space buffering
         poll_ms: int = 50,
         batch_interval: float = 0.02,
     ) -> None:
         super().__init__(name="sockopt-consumer", daemon=True)
         self.reader = reader
+        self.notices = notices
         self.out = out
         self.on_pids = on_pids
+        self.on_exec = on_exec
         self.max_queued = max_queued
         self.poll_ms = poll_ms
         self.batch_interval = batch_interval
@@ -139,24 +149,43 @@ class Consumer(threading.Thread):
             self._queued -= n
 
     def run(self) -> None:
+        idle = select.poll()  # nothing to read: sleep until calls or notices arrive
+        idle.register(self.reader.fd, select.POLLIN)
+        aging = select.poll()  # calls just read: let the next ones age, but not the notices
+        if self.notices is not None:
+            idle.register(self.notices.fd, select.POLLIN)
+            aging.register(self.notices.fd, select.POLLIN)
         try:
             while not self.stop_event.is_set():
+                self.drain_notices()
                 if self.drain_all():
-                    # Let records age before reading them: reading lines the producing CPU has
-                    # just written costs a cross-core transfer each (measured: ~250 ns per event
-                    # when chasing the producer, ~10 ns when reading behind it).
+                    # Reading lines the producing CPU has just written costs a cross-core
+                    # transfer each (measured: ~250 ns per event when chasing the producer,
+                    # ~10 ns when reading behind it).
                     if self.reader.pending_bytes() < self.reader.size // 2:
-                        self.stop_event.wait(self.batch_interval)
+                        aging.poll(int(self.batch_interval * 1000))
                 else:
-                    self.reader.wait(self.poll_ms)
+                    idle.poll(self.poll_ms)
+            self.drain_notices()
             self.drain_all()  # what the kernel wrote before detach
         except BaseException as err:  # surfaced by the session, never silently
             self.error = err
         finally:
             self.out.put(None)
 
+    def drain_notices(self) -> None:
+        if self.notices is None:
+            return
+        while len(batch := self.notices.drain()):
+            kinds, pids = batch["stack_id"], batch["pid"]
+            for pid in np.unique(pids[kinds == RECORD_EXEC]).tolist():
+                self.on_exec(pid)
+            new = pids[kinds == RECORD_NEWPROC]
+            if len(new):
+                self.on_pids(np.unique(new))
+
     def drain_all(self) -> int:
-        """Take everything committed so far; return how many events that was."""
+        """Take every call committed so far; return how many that was."""
         total = 0
         end = self.reader.pending_bytes()
         while end > 0:

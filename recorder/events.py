@@ -22,7 +22,11 @@ DISCARD_BIT = 1 << 30
 
 
 def _defines(text: str) -> dict[str, int]:
-    return {m[0]: int(m[1]) for m in re.findall(r"#define\s+(\w+)\s+(\d+)", text)}
+    return {m[0]: int(m[1]) for m in re.findall(r"#define\s+(\w+)\s+\(?(-?\d+)\)?", text)}
+
+
+RECORD_EXEC = _defines(HEADER.read_text())["RECORD_EXEC"]
+RECORD_NEWPROC = _defines(HEADER.read_text())["RECORD_NEWPROC"]
 
 
 @cache
@@ -33,8 +37,8 @@ def event_dtype() -> np.dtype:
         raise RuntimeError(f"{HEADER}: struct event not found")
     consts = _defines(text)
     fields: list[tuple] = []
-    for line in body.group(1).splitlines():
-        line = re.sub(r"/\*.*?\*/", "", line).strip()
+    for line in re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S).splitlines():
+        line = line.strip()
         if not line:
             continue
         m = re.fullmatch(r"(\w+)\s+(\w+)(?:\[(\w+)\])?;", line)

@@ -10,9 +10,10 @@
  *   CAPTURE_STACKS, STACK_SAMPLE_PERIOD            full user stacks for 1 in N calls
  *   RINGBUF_PAGES, STACK_ENTRIES, WAKEUP_EVERY
  *
- * Cost on the hot path matters (DESIGN.md targets): no stack walk unless asked for; the consumer
- * is woken only when a new process appears (so it can read /proc/PID/maps while the process
- * lives) or every WAKEUP_EVERY events per CPU; otherwise it polls on a timer.
+ * Cost on the hot path matters (DESIGN.md targets): no stack walk unless asked for; the reader
+ * of `events` is woken only every WAKEUP_EVERY events per CPU, otherwise it reads on a timer;
+ * new processes are announced at once on the small `notices` ring, so that user space can read
+ * /proc/PID/maps while the process lives.
  */
 #include <uapi/linux/ptrace.h>
 #include <linux/sched.h>
@@ -39,6 +40,9 @@ struct cpu_state {
 
 BPF_TASK_STORAGE(entries, struct entry);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+/* Notices for user space that must not wait behind the calls (which it reads in batches, every
+ * 20 ms): a traced process exec'ed, or a process made its first call. Always woken at once. */
+BPF_RINGBUF_OUTPUT(notices, 16);
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
 BPF_TABLE("lru_hash", u32, u8, seen_tgids, 65536);
 
@@ -61,6 +65,20 @@ static __always_inline void count(int idx)
 	struct cpu_state *st = state.lookup(&zero);
 	if (st)
 		st->counters[idx] += 1;
+}
+
+static __always_inline void notice(u32 tgid, u32 tid, s32 kind)
+{
+	struct event *ev = notices.ringbuf_reserve(sizeof(struct event));
+	if (!ev)
+		return;  /* best effort: symbols are then read when the calls are */
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->pid = tgid;
+	ev->tid = tid;
+	ev->stack_id = kind;
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+	notices.ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
 }
 
 static __always_inline int traced(u32 tgid)
@@ -172,7 +190,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 		if (!seen_tgids.lookup(&tgid)) {
 			u8 one = 1;
 			seen_tgids.update(&tgid, &one);
-			flags = BPF_RB_FORCE_WAKEUP;
+			notice(tgid, tid, RECORD_NEWPROC);
 		}
 	}
 	if (++st->since_wakeup >= WAKEUP_EVERY) {
@@ -194,6 +212,16 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	u8 one = 1;
 	if (pid_filter.lookup(&parent))
 		pid_filter.update(&child, &one);
+	return 0;
+}
+
+/* A traced process exec'ed: tell user space at once (see RECORD_EXEC in getsockopt.h). */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32;
+	if (pid_filter.lookup(&tgid))
+		notice(tgid, (u32)id, RECORD_EXEC);
 	return 0;
 }
 #endif

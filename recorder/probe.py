@@ -26,6 +26,7 @@ from sockopt_trace.recorder.events import counter_names, record_dtype
 from sockopt_trace.recorder.loader import Handles, load_in_child
 
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
+NOTICES_SIZE = 16 * 4096  # BPF_RINGBUF_OUTPUT(notices, 16) in getsockopt.bpf.c
 MODES = ("fentry", "kprobe", "tracepoint")
 KERNEL_FUNCTION = "__sys_getsockopt"
 COMM_LEN = 16
@@ -102,6 +103,10 @@ class Probe:
     @property
     def ringbuf_fd(self) -> int:
         return self.handles.maps["events"]
+
+    @property
+    def notices_fd(self) -> int:
+        return self.handles.maps["notices"]
 
     def counters(self) -> dict[str, int]:
         """Kernel counters summed over CPUs, by name (see enum counter in getsockopt.h)."""

@@ -24,7 +24,7 @@ from sockopt_trace.recorder.allocator import keep_freed_memory
 from sockopt_trace.recorder.consumer import Consumer, RingReader
 from sockopt_trace.recorder.decode import Decoder
 from sockopt_trace.recorder.launcher import Command
-from sockopt_trace.recorder.probe import Probe, ProbeConfig, attach, validate
+from sockopt_trace.recorder.probe import NOTICES_SIZE, Probe, ProbeConfig, attach, validate
 from sockopt_trace.recorder.status import StatusLine
 from sockopt_trace.recorder.symbols import Symbolizer
 from sockopt_trace.recorder.writer import (
@@ -109,8 +109,15 @@ def _run(
     keep_freed_memory()
     symbolizer = Symbolizer() if cfg.callsites or cfg.stacks else None
     reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size)
+    notices = RingReader(probe.notices_fd, NOTICES_SIZE)
     batches: queue.Queue = queue.Queue()
-    consumer = Consumer(reader, batches, symbolizer.observe if symbolizer else (lambda _pids: None))
+    consumer = Consumer(
+        reader,
+        batches,
+        symbolizer.observe if symbolizer else (lambda _pids: None),
+        symbolizer.prepare_exec if symbolizer else (lambda _pid: None),
+        notices,
+    )
     write_errors = 0
 
     def losses() -> dict[str, int]:
@@ -145,7 +152,7 @@ def _run(
         if command:
             command.release()
             if symbolizer:  # a short run may be gone by the time its first event is read
-                symbolizer.prepare_exec(command.pid)
+                symbolizer.prepare_exec(command.pid, wait=0.05)
         skipped = "".join(f"; {m} not used: {why}" for m, why in probe.skipped.items())
         status.info(f"recording getsockopt calls ({probe.mode} probe{skipped}) into {opts.output}/")
         deadline = time.monotonic() + opts.duration if opts.duration else None
@@ -203,6 +210,9 @@ def _run(
         consumer.stop_event.set()
         with contextlib.suppress(Exception):
             reader.close()
+            notices.close()
+        if symbolizer:
+            symbolizer.close()
         status.finish()
     if command:
         with contextlib.suppress(ChildProcessError):

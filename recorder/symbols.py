@@ -90,7 +90,13 @@ class Mapping:
 
 
 def read_maps(pid: int) -> list[Mapping] | None:
-    """Executable file mappings of a live process, sorted by address; None if it is gone."""
+    """Executable file mappings of a live process, sorted by address; None if it is gone, or
+    if it is exiting or exec'ing (its executable is not among them: a torn-down or half-built
+    map must never replace a whole one)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
     try:
         with open(f"/proc/{pid}/maps", "rb") as f:
             text = f.read().decode(errors="surrogateescape")
@@ -103,7 +109,9 @@ def read_maps(pid: int) -> list[Mapping] | None:
             continue
         lo, hi = parts[0].split("-")
         maps.append(Mapping(int(lo, 16), int(hi, 16), int(parts[2], 16), parts[5]))
-    return sorted(maps, key=lambda m: m.start) or None
+    if not any(m.path == exe for m in maps):
+        return None
+    return sorted(maps, key=lambda m: m.start)
 
 
 # Elf64_Sym, as laid out in .symtab/.dynsym: parsed with numpy, since walking half a million
@@ -244,6 +252,7 @@ class Symbolizer:
         self._maps: LRU[int, list[Mapping]] = LRU(max_processes)
         self._started: LRU[int, tuple[int | None, float]] = LRU(max_processes)
         self._generation: dict[int, int] = {}  # bumped when a pid is reused by a new process
+        self._exec_watcher = ExecWatcher(self._maps)
         self._files: LRU[str, ElfSymbols] = LRU(max_files)
         self._addresses: LRU[tuple[int, int, int], tuple[str, str]] = LRU(max_addresses)
         self._stacks: LRU[tuple[int, int, int, int], str] = LRU(max_addresses)
@@ -273,26 +282,23 @@ class Symbolizer:
                 start = seen[0]  # gone: remember the process we knew
             self._started.put(pid, (start, now))
 
-    def prepare_exec(self, pid: int, timeout: float = 0.05, settle: float = 0.005) -> None:
-        """Snapshot a process that has just exec'ed, and keep it fresh while its loader maps its
-        libraries: until the maps have not changed for `settle` seconds (or `timeout`), so that a
-        command that exits a millisecond after its last call still has its libraries named."""
-        deadline = time.monotonic() + timeout
-        last: list[Mapping] | None = None
-        changed = time.monotonic()
-        while time.monotonic() < deadline:
-            try:
-                exe = os.readlink(f"/proc/{pid}/exe")
-            except OSError:
-                return  # gone: keep what we have
+    def prepare_exec(self, pid: int, wait: float = 0.0) -> None:
+        """A traced process has just exec'ed: watch its memory map from another thread while
+        its loader maps its libraries, so that a program that exits a millisecond after its
+        last call still has its call sites named (see ExecWatcher). With `wait`, first read it
+        here until its executable is mapped (the caller just released it: no thread could be
+        quicker than that)."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
             maps = read_maps(pid)
-            if maps and any(m.path == exe for m in maps):
+            if maps:
                 self._maps.put(pid, maps)
-                if maps != last:
-                    last, changed = maps, time.monotonic()
-                elif time.monotonic() - changed >= settle:
-                    return
-            time.sleep(0.0002)
+                break
+            time.sleep(0.0001)
+        self._exec_watcher.watch(pid)
+
+    def close(self) -> None:
+        self._exec_watcher.stop()
 
     def _mapping(self, pid: int, addr: int) -> Mapping | None:
         for attempt in range(2):
@@ -418,6 +424,63 @@ def dictionary(index: np.ndarray, values: list[str | None]) -> pa.DictionaryArra
         pa.array(index.astype(np.int32), mask=mask),
         pa.array(["" if v is None else v for v in values], pa.string()),
     )
+
+
+class ExecWatcher(threading.Thread):
+    """Re-reads the memory maps of just-exec'ed processes while their dynamic loader maps their
+    libraries, many processes at once, without holding up the thread that drains the ring
+    buffer: a program that exits a few milliseconds after its last call still has its call
+    sites named. Each process is watched until it exits or for `timeout` seconds, often at
+    first and less often later (its first getsockopt call triggers a fresh read anyway)."""
+
+    def __init__(self, maps: LRU[int, list[Mapping]], timeout: float = 0.2) -> None:
+        super().__init__(name="sockopt-maps", daemon=True)
+        self._maps = maps
+        self._timeout = timeout
+        self._new: list[tuple[int, float]] = []
+        self._wake = threading.Event()
+        self._stopping = False
+        self._launched = False
+        self._start_lock = threading.Lock()
+
+    def watch(self, pid: int) -> None:
+        with self._start_lock:  # the consumer and the main thread may both be first
+            if not self._launched and not self._stopping:
+                self.start()
+                self._launched = True
+        self._new.append((pid, time.monotonic()))  # list.append is atomic under the GIL
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def run(self) -> None:
+        pending: dict[
+            int, tuple[float, float, list[Mapping] | None]
+        ] = {}  # pid -> since, next, last
+        while not self._stopping:
+            if not pending:
+                self._wake.wait()
+                self._wake.clear()
+            while self._new:
+                pid, since = self._new.pop()
+                pending[pid] = (since, 0.0, None)
+            now = time.monotonic()
+            for pid, (since, due, last) in list(pending.items()):
+                if now < due:
+                    continue
+                age = now - since
+                maps = read_maps(pid)
+                gone = maps is None and not os.path.exists(f"/proc/{pid}/maps")
+                if gone or age > self._timeout:
+                    del pending[pid]  # gone, or watched long enough: keep what we have
+                    continue
+                if maps and maps != last:
+                    self._maps.put(pid, maps)
+                # every 0.2 ms for the first 20 ms (while the loader runs), then every 5 ms
+                pending[pid] = (since, now + (0.0002 if age < 0.02 else 0.005), maps)
+            time.sleep(0.0002)
 
 
 def _encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
