@@ -47,6 +47,7 @@ class RecordOptions:
     command: list[str] = field(default_factory=list)
     force: bool = False
     status: bool | None = None  # None: only when stderr is a terminal
+    quiet: bool = False  # no messages at all, errors only
     command_line: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -142,7 +143,7 @@ def _run(
         "stack_sample_period": cfg.stack_sample_period if cfg.stacks else 1,
     }
     writer = RecordingWriter(wcfg, base, Decoder(wcfg.host, symbolizer, probe.stack), losses)
-    status = StatusLine(opts.status)
+    status = StatusLine(opts.status, quiet=opts.quiet)
     stop = _Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     consumer.start()

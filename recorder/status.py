@@ -7,8 +7,11 @@ import time
 
 
 class StatusLine:
-    def __init__(self, enabled: bool | None = None, interval: float = 1.0) -> None:
+    def __init__(
+        self, enabled: bool | None = None, interval: float = 1.0, quiet: bool = False
+    ) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.quiet = quiet
         self.interval = interval
         self._start = time.monotonic()
         self._last = self._start
@@ -36,4 +39,6 @@ class StatusLine:
     def info(self, message: str) -> None:
         """One line for the user, on stderr so stdout stays clean."""
         self.finish()
+        if self.quiet:
+            return
         print(f"sockopt-trace: {message}", file=sys.stderr)

@@ -49,7 +49,9 @@ def record(
     force: bool = typer.Option(
         False, "--force", help="Write into a directory that holds files already."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No status line and no messages; errors only."
+    ),
 ) -> None:
     """Record getsockopt(2) calls (needs root). Ctrl-C or SIGTERM stops cleanly.
 
@@ -83,6 +85,7 @@ def record(
         command=list(command or []),
         force=force,
         status=False if quiet else None,
+        quiet=quiet,
     )
     result = run(opts)
     sys.exit(result.exit_code)

@@ -174,7 +174,7 @@ def test_signal_stops_cleanly_and_seals_the_file(
 ) -> None:
     out = tmp_path / "rec"
     rec = subprocess.Popen(
-        [sys.executable, "-m", "sockopt_trace", "record", "-q", "-o", str(out), "--comm", "calls"],
+        [sys.executable, "-m", "sockopt_trace", "record", "-o", str(out), "--comm", "calls"],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -339,3 +339,10 @@ def test_call_sites_of_a_short_lived_grandchild_are_named(
     assert table.num_rows == 20 * len(CALLS)
     sites = {s.split("+")[0] for s in table["callsite"].to_pylist()}
     assert sites == {function for function, *_ in CALLS}
+
+
+def test_quiet_prints_nothing_but_errors(tmp_path: Path, workload_bin: Path) -> None:
+    quiet = cli("record", "-q", "-o", str(tmp_path / "q"), "--", str(workload_bin), "2", "1")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = cli("record", "-o", str(tmp_path / "l"), "--", str(workload_bin), "2", "1")
+    assert "recording getsockopt calls" in loud.stderr and "12 events in 1 files" in loud.stderr
