@@ -14,7 +14,7 @@ for arg in "$@"; do
 done
 
 if [ "$system" = 1 ]; then
-  pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool)
+  pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool chromium)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
