@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from sockopt_trace.cli import (  # noqa: F401 (each command module registers itself on app)
@@ -29,3 +30,13 @@ def main() -> None:
         sys.exit(err.code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as err:  # a bug of ours: still one line, the traceback on request
+        if os.environ.get("SOCKOPT_TRACE_DEBUG"):
+            raise
+        detail = " ".join(str(err).split())[:300]
+        print(
+            f"sockopt-trace: internal error: {type(err).__name__}: {detail} "
+            "(run with SOCKOPT_TRACE_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
