@@ -47,9 +47,13 @@ BPFTRACE_SCRIPT = (
     "tracepoint:syscalls:sys_exit_getsockopt /@s[tid]/ "
     "{ @h = hist(nsecs - @s[tid]); delete(@s[tid]); }"
 )
+# The floor of any BPF tool on these tracepoints: two programs that do nothing.
+EMPTY_SCRIPT = (
+    "tracepoint:syscalls:sys_enter_getsockopt {} tracepoint:syscalls:sys_exit_getsockopt {}"
+)
 PERF_EVENTS = ["-e", "syscalls:sys_enter_getsockopt", "-e", "syscalls:sys_exit_getsockopt"]
 # Configurations on the getsockopt workload, in round-robin order; "bare" is the baseline.
-TRACED = ["bare", "record", "record --no-callsites", "bpftrace", "perf record"]
+TRACED = ["bare", "record", "record --no-callsites", "bpftrace", "perf record", "empty BPF probes"]
 # Bystander tax: a getppid loop while a tracer is attached system-wide (no filter).
 BYSTANDER = ["bare", "record (system-wide)", "bpftrace (system-wide)"]
 
@@ -212,6 +216,7 @@ def run_config(name: str, loop: list[str], rec: list[str], tmp: Path) -> dict:
         "record --no-callsites": [*record, "--no-callsites", "--", *loop],
         "bpftrace": ["bpftrace", "-e", BPFTRACE_SCRIPT, "-c", shlex.join(loop)],
         "perf record": ["perf", "record", *PERF_EVENTS, "-o", str(data), "--", *loop],
+        "empty BPF probes": ["bpftrace", "-e", EMPTY_SCRIPT, "-c", shlex.join(loop)],
     }
     watch = Watch()
     busy0, own0, t0 = *_cpu_times(), time.monotonic()
@@ -251,8 +256,10 @@ def run_config(name: str, loop: list[str], rec: list[str], tmp: Path) -> dict:
             run |= _recording_stats(data)
         elif name.startswith("bpftrace"):
             run |= _bpftrace_stats(out.read_text(errors="replace"))
-        else:
+        elif name.startswith("perf"):
             run |= _perf_stats(data)
+        else:
+            run |= {"recorded": None, "lost": None, "bytes": None}
     if data.is_dir():
         shutil.rmtree(data)
     elif data.exists():
@@ -386,7 +393,8 @@ def render(runs: dict, header: str) -> str:
             if name == "bare":
                 continue
             made = sum(r["calls"] for r in rs)
-            recorded = sum(r["recorded"] for r in rs)
+            counted = None not in [r["recorded"] for r in rs]
+            recorded = sum(r["recorded"] for r in rs) if counted else 0
             lost = None if rs[0]["lost"] is None else sum(r["lost"] for r in rs)
             sizes = [r["bytes"] / r["recorded"] for r in rs if r["bytes"] and r["recorded"]]
             per_call = _med(sizes)
@@ -395,7 +403,9 @@ def render(runs: dict, header: str) -> str:
                     [
                         name,
                         f"{recorded:,} / {made:,}"
-                        + (" (all processes)" if name == "bpftrace" else ""),
+                        + (" (all processes)" if name == "bpftrace" else "")
+                        if counted
+                        else "n/a",
                         _fmt(lost, ","),
                         "n/a" if lost is None else f"{made - recorded - lost:,}",
                         _fmt(per_call, ",.2f"),
