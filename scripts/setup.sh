@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up sockopt-trace in ./.venv. Idempotent: fast when everything is there already.
 #   --system   also install the distro packages recording needs (root): bcc, kernel headers, gcc
-#   --dev      also install the test tools (pytest, hypothesis, ruff)
+#   --dev      also install the test tools (pytest, hypothesis, ruff, ...)
+# The analysis side always comes with the html extra (plotly), so every README command runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 system=0 dev=0
@@ -14,7 +15,7 @@ for arg in "$@"; do
 done
 
 if [ "$system" = 1 ]; then
-  pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool chromium)
+  pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool chromium curl)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -30,8 +31,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-extra=""
-[ "$dev" = 1 ] && extra="[test]"
+extra="[html]"
+[ "$dev" = 1 ] && extra="[html,test]"
 stamp=".venv/.installed${extra}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"

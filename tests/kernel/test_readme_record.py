@@ -1,0 +1,61 @@
+"""README's recording commands, run as shown (as root, so without sudo)."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.unit.test_readme import readme_commands
+
+pytestmark = pytest.mark.kernel
+
+RECORD = [c for c in readme_commands() if c.startswith("sudo sockopt-trace record")]
+
+
+@pytest.fixture(scope="module")
+def web_server() -> Iterator[None]:
+    """README's example command fetches from 127.0.0.1:8080."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "8080", "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", 8080)) == 0:
+                break
+        time.sleep(0.05)
+    yield
+    server.kill()
+    server.wait()
+
+
+def test_readme_has_record_examples() -> None:
+    assert len(RECORD) >= 3
+    assert any(" -- " in c for c in RECORD) and any("--comm" in c for c in RECORD)
+
+
+@pytest.mark.parametrize("command", RECORD)
+def test_readme_record_command_runs(command: str, tmp_path: Path, web_server: None) -> None:
+    argv = shlex.split(command)[2:]  # drop "sudo sockopt-trace"
+    result = subprocess.run(
+        [sys.executable, "-m", "sockopt_trace", *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    files = list((tmp_path / "rec").glob("*.parquet"))
+    assert files and not list((tmp_path / "rec").glob("*.partial"))
+    if " -- " in command:  # the traced command's own calls: curl asks SO_ERROR once per connect
+        table = pq.read_table(files)
+        assert "curl" in table["comm"].to_pylist()
