@@ -7,7 +7,7 @@
 Both recordings are opened with the analyzer's loader on one DuckDB connection, as the views
 `base_events` and `new_events`, and two canned queries read them: `queries/diff/groups.sql`
 (per group: calls, errors, time in getsockopt, exact p50/p90/p99, calls and errors per time
-slot) and `queries/diff/latency.sql` (per group and recording: calls per latency bin, 0.1%
+slot) and `queries/diff/latency.sql` (per group and recording: calls per latency bin, 0.5%
 wide). The tests then run in numpy (`stats`):
 
 - calls per second (each recording's calls over its own wall-clock span, from file metadata):
@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.resources
+import itertools
 import json
 import math
 import re
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from sockopt_trace.analyzer import stats
@@ -370,7 +372,10 @@ def diff(
         raise UserError(f"bad --min-change {min_change:g}: a fraction, e.g. 0.1 for 10%")
     dims = tuple(parse_by(by)) if by else tuple(diff_queries()["groups"].by or ())
     kwargs: dict[str, Any] = {"skip_bad": skip_bad, "where": where, "since": since, "until": until}
-    b = load(base, events="base_events", files="base_files", **kwargs)
+    # No DuckDB progress bar: it would write to stderr between our warnings, pipes included.
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    b = load(base, con=con, events="base_events", files="base_files", **kwargs)
     try:
         n = load(new, con=b.con, events="new_events", files="new_files", **kwargs)
         sides = (_side("base", base, b), _side("new", new, n))
@@ -460,18 +465,46 @@ def _compare(
     if not percentiles:
         return groups
     min_calls = math.ceil(MIN_BEYOND / max(min(p, 1 - p) for p in PERCENTILES.values()))
-    bins: dict[tuple[Any, ...], list[list[tuple[int, int, int]]]] = {}
-    for row in _fetch(loaded, queries["latency"], dims, {"min_calls": min_calls}):
-        key = tuple(row[d] for d in dims)
-        bins.setdefault(key, [[], []])[row["side"]].append(
-            (row["bin"], row["latency_ns"], row["calls"])
-        )
+    bins = _latency_bins(loaded, queries["latency"], dims, min_calls)
     seen = Counter(g.key for g in groups)
     rng = np.random.default_rng(SEED)
     for g in groups:
         if g.key in bins and seen[g.key] == 1:  # labels of distinct groups can collide: skip
             _test_percentiles(g, bins[g.key], rng)
     return groups
+
+
+_Bins = tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]  # base, new: (ids, values, counts)
+
+
+def _latency_bins(
+    loaded: Loaded, report: Report, dims: Sequence[str], min_calls: int
+) -> dict[tuple[Any, ...], _Bins]:
+    """Each group's latency bins on each side, from queries/diff/latency.sql. Its rows come
+    sorted by group, side and bin, and may be millions (--by tid,fd): they are cut into groups
+    with numpy rather than read one by one."""
+    sql, values = prepare(report, by=list(dims), params={"min_calls": min_calls})
+    columns = execute(loaded.con, sql, values).fetchnumpy()
+    n = len(columns["bin"])
+    labels = [np.ma.filled(np.ma.asarray(columns[d]).astype(object), None) for d in dims]
+    starts = np.zeros(n, dtype=bool)
+    starts[:1] = True
+    for label in labels:
+        starts[1:] |= label[1:] != label[:-1]
+    bounds = [*np.flatnonzero(starts), n]
+    side = np.asarray(columns["side"])
+    data = [np.asarray(columns[c], dtype=np.float64) for c in ("bin", "latency_ns", "calls")]
+    out = {}
+    for a, b in itertools.pairwise(bounds):
+        cut = a + int(np.searchsorted(side[a:b], 1))
+        key = tuple(_plain(label[a]) for label in labels)
+        out[key] = (tuple(d[a:cut] for d in data), tuple(d[cut:b] for d in data))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A Python value for a numpy one, so keys compare and hash like the other query's."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _fetch(
@@ -506,13 +539,10 @@ def _test_counts(g: _Group, sides: tuple[Side, Side]) -> None:
         g.errors_p = stats.proportions_p(errors[0], calls[0], errors[1], calls[1], phi_errors)
 
 
-def _test_percentiles(
-    g: _Group, bins: list[list[tuple[int, int, int]]], rng: np.random.Generator
-) -> None:
+def _test_percentiles(g: _Group, bins: _Bins, rng: np.random.Generator) -> None:
     """Mood's test of each percentile with enough calls beyond it on both sides, and the
     bootstrap standard error of its difference."""
-    arrays = [np.array(side, dtype=np.float64).reshape(-1, 3).T for side in bins]
-    ids, values, counts = (tuple(a[i] for a in arrays) for i in range(3))
+    ids, values, counts = zip(*bins, strict=True)
     sizes = [int(c.sum()) for c in counts]
     for name, p in PERCENTILES.items():
         if min(sizes) * min(p, 1 - p) < MIN_BEYOND:

@@ -1,21 +1,22 @@
 -- name: latency
--- answers: how are each group's latencies distributed in each of two recordings? calls per latency bin (bins 0.1% wide), for the percentile tests and intervals of diff
+-- answers: how are each group's latencies distributed in each of two recordings? calls per latency bin (bins 0.5% wide), for the percentile tests and intervals of diff
 -- by: comm, level, optname
 -- param: min_calls (int, default 20): leave out groups with fewer calls than this in either recording (they are not tested)
 -- columns: <by>, side, bin, latency_ns, calls
 -- Reads base_events (side 0) and new_events (side 1). A bin holds the latencies whose natural
--- logarithm rounds down to the same thousandth, so it is at most 0.1% wide and equal latencies
--- always share one: counts at or below a bin's largest latency (latency_ns) are exact. Real
--- recordings have a few hundred distinct latencies per group (ns clocks tick in steps of ~10
--- ns), so there their bins are their exact distributions. Calls are rows, not weighted: with
--- sampled stacks the rows are the sample, and the tests count what was sampled.
+-- logarithm times 200 rounds down to the same integer, so it is at most 0.5% wide and equal
+-- latencies always share one: counts at or below a bin's largest latency (latency_ns) are
+-- exact. Real recordings have a few hundred distinct latencies per group (the clock ticks in
+-- steps of ~10 ns, over 0.5% below 2 us), so there the bins are mostly the exact distribution.
+-- Calls are rows, not weighted: with sampled stacks the rows are the sample, and the tests
+-- count what was sampled.
 WITH sides AS (
     SELECT {keys}, {weight} AS weight, 0 AS side, latency_ns,
-        floor(ln(greatest(latency_ns, 1)) * 1000) AS bin
+        floor(ln(greatest(latency_ns, 1)) * 200) AS bin
     FROM base_events
     UNION ALL
     SELECT {keys}, {weight} AS weight, 1 AS side, latency_ns,
-        floor(ln(greatest(latency_ns, 1)) * 1000) AS bin
+        floor(ln(greatest(latency_ns, 1)) * 200) AS bin
     FROM new_events
 ),
 bins AS (
