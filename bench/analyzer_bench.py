@@ -41,11 +41,12 @@ def parse_count(text: str) -> int:
     return int(float(text.rstrip("KMG")) * scale)
 
 
-def recording(base: Path, events: int) -> Path:
-    """The recording of `events` synthetic events under `base`, written if not there yet."""
-    directory = base / f"events-{events}"
+def recording(base: Path, events: int, seed: int = 1) -> Path:
+    """The recording of `events` synthetic events under `base`, written if not there yet
+    (another `seed`: the same workload, other rows; bench/diff_bench.py diffs the two)."""
+    directory = base / (f"events-{events}" if seed == 1 else f"events-{events}-seed-{seed}")
     marker = directory / "complete.json"
-    spec = {"events": events, "per_file": PER_FILE, "row_group": ROW_GROUP, "seed": 1}
+    spec = {"events": events, "per_file": PER_FILE, "row_group": ROW_GROUP, "seed": seed}
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return directory
     directory.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def recording(base: Path, events: int) -> Path:
         old.unlink()
     started = time.perf_counter()
     files = max(1, round(events / PER_FILE))
-    write_recording(directory, events, files=files, seed=1, row_group_rows=ROW_GROUP)
+    write_recording(directory, events, files=files, seed=seed, row_group_rows=ROW_GROUP)
     marker.write_text(json.dumps(spec))
     print(f"wrote {events:,} events in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return directory
