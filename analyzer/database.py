@@ -72,8 +72,12 @@ def _list(table: Mapping[int, str]) -> str:
 
 
 def connect(rec: Recording, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views of `rec` registered."""
-    con = duckdb.connect(config={"threads": threads} if threads else {})
+    """An in-memory DuckDB connection with the views of `rec` registered. No progress bar: it
+    would write to stderr, even into pipes, on long queries."""
+    config: dict[str, object] = {"enable_progress_bar": False}
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(config=config)
     register(con, rec)
     return con
 
