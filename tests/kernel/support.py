@@ -29,3 +29,17 @@ def attached_programs(pid: int) -> set[int]:
 def program_loaded(prog_id: int) -> bool:
     show = subprocess.run(["bpftool", "prog", "show", "id", str(prog_id)], capture_output=True)
     return show.returncode == 0
+
+
+def start_recorder(*args: str) -> subprocess.Popen:
+    """`sockopt-trace record ARGS` in the background, returned once it is recording."""
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "sockopt_trace", "record", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = rec.stderr.readline()
+    while line and "recording getsockopt" not in line:
+        line = rec.stderr.readline()
+    assert line, "the recorder did not start"
+    return rec

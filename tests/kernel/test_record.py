@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sockopt_trace import schema
-from tests.kernel.support import attached_programs, cli, program_loaded
+from tests.kernel.support import attached_programs, cli, program_loaded, start_recorder
 
 pytestmark = pytest.mark.kernel
 
@@ -173,15 +173,8 @@ def test_signal_stops_cleanly_and_seals_the_file(
     tmp_path: Path, workload_bin: Path, sig: int, background: list
 ) -> None:
     out = tmp_path / "rec"
-    rec = subprocess.Popen(
-        [sys.executable, "-m", "sockopt_trace", "record", "-o", str(out), "--comm", "calls"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    rec = start_recorder("-o", str(out), "--comm", "calls")
     background.append(rec)
-    deadline = time.monotonic() + 60
-    while "recording getsockopt" not in (line := rec.stderr.readline()):
-        assert line and time.monotonic() < deadline, "recorder did not start"
     ours = attached_programs(rec.pid)
     assert len(ours) >= 2, "the recorder holds no attached programs"
     made = subprocess.run(

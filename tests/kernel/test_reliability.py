@@ -8,7 +8,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sockopt_trace import schema
-from tests.kernel.support import attached_programs, cli, program_loaded
+from tests.kernel.support import attached_programs, cli, program_loaded, start_recorder
 
 pytestmark = pytest.mark.kernel
 
@@ -92,23 +91,7 @@ def test_sigkill_leaves_only_whole_files(tmp_path: Path, loop_bin: Path) -> None
     rng = random.Random(1234)
     for attempt in range(4):
         out = tmp_path / f"rec{attempt}"
-        rec = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sockopt_trace",
-                "record",
-                "-o",
-                str(out),
-                "--comm",
-                "loop",
-                "--rotate-interval",
-                "1s",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert "recording getsockopt" in rec.stderr.readline()
+        rec = start_recorder("-o", str(out), "--comm", "loop", "--rotate-interval", "1s")
         ours = attached_programs(rec.pid)
         assert ours
         work = subprocess.Popen([str(loop_bin), "100000000", "1"], stdout=subprocess.DEVNULL)
@@ -163,21 +146,7 @@ def test_exit_without_entry_is_counted_alone(tmp_path: Path) -> None:
     try:
         assert stuck.stdout.readline().strip() == "blocked"
         out = tmp_path / "rec"
-        rec = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sockopt_trace",
-                "record",
-                "-o",
-                str(out),
-                "--pid",
-                str(stuck.pid),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert "recording getsockopt" in rec.stderr.readline()
+        rec = start_recorder("-o", str(out), "--pid", str(stuck.pid))
         stuck.stdin.write("go\n")
         stuck.stdin.flush()
         assert json.loads(stuck.stdout.readline())["calls"] == 5
