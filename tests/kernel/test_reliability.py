@@ -7,10 +7,13 @@ import json
 import random
 import re
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -58,6 +61,11 @@ def test_forced_loss_is_counted_exactly_everywhere(tmp_path: Path, loop_bin: Pat
     assert all(v == 0 for r, v in lost.items() if r != "ringbuf_full"), lost
     assert final_counts(result.stderr) == (recorded, lost["ringbuf_full"])
     assert f"ringbuf_full {lost['ringbuf_full']:,}" in result.stderr
+    info = cli("info", str(out), "--format", "json")
+    assert info.returncode == 0, info.stderr
+    overview = json.loads(info.stdout)["recording"][0]
+    assert overview["lost_ringbuf_full"] == lost["ringbuf_full"] == overview["lost"]
+    assert overview["events"] == recorded
 
 
 def test_disk_full_stops_cleanly_and_keeps_sealed_files(tmp_path: Path, loop_bin: Path) -> None:
@@ -160,3 +168,18 @@ def test_exit_without_entry_is_counted_alone(tmp_path: Path) -> None:
     assert sum(m.events for m in metas) == 5
     lost = {r: sum(m.lost[r] for m in metas) for r in schema.LOSS_REASONS}
     assert lost == {**dict.fromkeys(schema.LOSS_REASONS, 0), "exit_without_entry": 1}
+
+
+def test_odd_thread_names_are_kept_escaped(tmp_path: Path) -> None:
+    """A thread name that is not UTF-8 is recorded escaped, not dropped or mangled."""
+    code = (
+        "import ctypes, socket; libc = ctypes.CDLL(None); "
+        "libc.prctl(15, ctypes.c_char_p(b'\\xffodd\\x01name'), 0, 0, 0); "
+        "s = socket.socket(); [s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) for _ in range(3)]"
+    )
+    out = tmp_path / "rec"
+    result = cli("record", "-q", "-o", str(out), "--", sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr
+    table = pq.read_table(list(out.glob("*.parquet")))
+    names = set(table.filter(pc.equal(table["optname"], socket.SO_TYPE))["comm"].to_pylist())
+    assert names == {"\\xffodd\x01name"}
