@@ -99,12 +99,15 @@ def _loop_result(text: str) -> dict:
     raise RuntimeError(f"no result line from the workload in:\n{text[-2000:]}")
 
 
-def _wait_for(path: Path, marker: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_attached(proc: subprocess.Popen, err: Path, timeout: float = 120) -> None:
+    """Until the tracer (or a child of it) has programs on both getsockopt tracepoints."""
     deadline = time.monotonic() + timeout
-    while marker not in path.read_text(errors="replace"):
+    while {"sys_enter_getsockopt", "sys_exit_getsockopt"} - {
+        point for pid, point in syscall_tracers() if _ours(pid)
+    }:
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"tracer did not start: {path.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.05)
+            raise RuntimeError(f"tracer did not attach: {err.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
 
 
 def _recording_stats(directory: Path) -> dict:
@@ -165,7 +168,7 @@ class Watch(threading.Thread):
 
     def run(self) -> None:
         while True:
-            self.foreign |= foreign_tracers({self.tracer})
+            self.foreign |= foreign_tracers()
             with contextlib.suppress(OSError, AttributeError, ValueError):
                 status = Path(f"/proc/{self.tracer}/status").read_text()
                 self.hwm_kb = int(re.search(r"VmHWM:\s*(\d+)", status).group(1))
@@ -173,18 +176,34 @@ class Watch(threading.Thread):
                 return
 
 
-def foreign_tracers(mine: set) -> set[int]:
-    """Pids, other than ours, with BPF programs attached to syscall tracepoints."""
+def syscall_tracers() -> list[tuple[int, str]]:
+    """(pid, tracepoint) for every BPF program attached to a syscall tracepoint."""
     try:
         out = subprocess.run(["bpftool", "-j", "perf", "list"], capture_output=True, text=True)
         entries = json.loads(out.stdout or "[]")
     except (OSError, ValueError):
-        return set()
-    return {
-        e["pid"]
-        for e in entries
-        if e.get("tracepoint", "").startswith("sys_") and e["pid"] not in mine
-    }
+        return []
+    return [
+        (e["pid"], e["tracepoint"]) for e in entries if e.get("tracepoint", "").startswith("sys_")
+    ]
+
+
+def _ours(pid: int) -> bool:
+    """Is pid this harness or one of its descendants (a tracer, the recorder's loader child)?"""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
+
+
+def foreign_tracers() -> set[int]:
+    """Other processes with BPF programs on syscall tracepoints."""
+    return {pid for pid, _ in syscall_tracers() if not _ours(pid)}
 
 
 def _cpu_times() -> tuple[float, float]:
@@ -206,9 +225,9 @@ def run_config(name: str, loop: list[str], rec: list[str], tmp: Path) -> dict:
     """One run of one configuration; loop is the workload's argv."""
     out, err, data = tmp / "stdout", tmp / "stderr", tmp / "data"
     record = [*rec, "record", "-q", "-o", str(data)]
-    background = {  # argv, file to watch, marker that says it is attached
-        "record (system-wide)": (record, err, "recording getsockopt"),
-        "bpftrace (system-wide)": (["bpftrace", "-e", BPFTRACE_SCRIPT], out, "Attaching"),
+    background = {
+        "record (system-wide)": record,
+        "bpftrace (system-wide)": ["bpftrace", "-e", BPFTRACE_SCRIPT],
     }
     foreground = {
         "bare": loop,
@@ -221,13 +240,13 @@ def run_config(name: str, loop: list[str], rec: list[str], tmp: Path) -> dict:
     watch = Watch()
     busy0, own0, t0 = *_cpu_times(), time.monotonic()
     with open(out, "w") as o, open(err, "w") as e:
-        argv = background[name][0] if name in background else foreground[name]
+        argv = background[name] if name in background else foreground[name]
         tracer = subprocess.Popen(argv, stdout=o, stderr=e)
         watch.tracer = tracer.pid
         watch.start()
         if name in background:  # the workload runs beside the tracer, not under it
             try:
-                _wait_for(*background[name][1:], tracer)
+                _wait_attached(tracer, err)
                 time.sleep(0.5)
                 run = subprocess.run(loop, capture_output=True, text=True, check=True)
                 result = _loop_result(run.stdout)
@@ -299,7 +318,7 @@ def measure(args: argparse.Namespace, loop: Path, tmp: Path) -> dict:
             for attempt in range(args.retries + 1):
                 deadline = time.monotonic() + args.max_wait
                 while time.monotonic() < deadline and (
-                    foreign_tracers(set()) or _others_cpu() > args.max_others
+                    foreign_tracers() or _others_cpu() > args.max_others
                 ):
                     time.sleep(2)
                 t0 = time.monotonic()
