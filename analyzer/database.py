@@ -175,18 +175,20 @@ def filter_events(
 
 
 def events_sql(rec: Recording) -> str:
-    """SELECT over the files with decoded names; files that sample stacks at different
-    periods are read in separate `read_parquet` calls so each row knows its stack weight."""
-    by_period: dict[int, list[RecordingFile]] = {}
+    """SELECT over the files with decoded names; files of different recordings, or that sample
+    stacks at different periods, are read in separate `read_parquet` calls, so that each row
+    knows its recording (`recording_id`, as in `files`) and its stack weight."""
+    by_part: dict[tuple[int, str], list[RecordingFile]] = {}
     for f in rec.files:
         period = max(1, f.meta.stack_sample_period) if f.meta.stacks == "full" else 1
-        by_period.setdefault(period, []).append(f)
+        by_part.setdefault((period, f.meta.recording_id), []).append(f)
     mixed = len({f.columns for f in rec.files}) > 1
     options = ", union_by_name = true" if mixed else ""
     parts = [
-        f"SELECT *, CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight "
+        f"SELECT *, CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight, "
+        f"{sql_string(recording_id)} AS recording_id "
         f"FROM read_parquet({_paths(files)}{options})"
-        for period, files in sorted(by_period.items())
+        for (period, recording_id), files in sorted(by_part.items())
     ]
     source = "\nUNION ALL BY NAME\n".join(parts)
     return f"""

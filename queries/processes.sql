@@ -3,12 +3,31 @@
 -- by: host, pid, comm
 -- param: top (int, default 20): processes to show
 -- columns: <by>, calls, calls_per_s, errors, options, mean_ns, p99_ns, max_ns, first_time, last_time
-WITH span AS (
-    SELECT (max(ts_ns) - min(ts_ns)) / 1e9 AS seconds FROM events
+WITH spans AS (
+    -- calls_per_s: calls over the recorded time of the recordings the process appears in (a
+    -- recording's span from its files' metadata), so that reading several recordings together
+    -- does not divide one recording's calls by the others' time
+
+    SELECT recording_id, (max(end_ns) - min(start_ns)) / 1e9 AS seconds
+    FROM files
+    GROUP BY recording_id
 ),
 grouped AS (
-    SELECT {keys}, {weight} AS weight, latency_ns, ret, ts_ns, row(level, optname) AS option
+    SELECT {keys}, {weight} AS weight, latency_ns, ret, ts_ns, recording_id,
+        row(level, optname) AS option
     FROM events
+),
+per_recording AS (
+    SELECT {keys}, g.recording_id, sum(weight) AS calls, max(s.seconds) AS seconds
+    FROM grouped AS g
+    JOIN spans AS s ON s.recording_id = g.recording_id
+    WHERE weight IS NOT NULL
+    GROUP BY {keys}, g.recording_id
+),
+rates AS (
+    SELECT {keys}, sum(calls) / nullif(sum(seconds), 0) AS calls_per_s
+    FROM per_recording
+    GROUP BY {keys}
 ),
 agg AS (
     SELECT {keys},
@@ -25,15 +44,15 @@ agg AS (
     GROUP BY {keys}
 ),
 labelled AS (
-    SELECT {labels}, calls,
-        calls / nullif(span.seconds, 0) AS calls_per_s,
+    SELECT {labels}, agg.calls,
+        rates.calls_per_s,
         errors, options, mean_ns,
         q[1] AS p99_ns,
         max_ns,
         ns_to_time(first_ns) AS first_time,
         ns_to_time(last_ns) AS last_time
     FROM agg
-    CROSS JOIN span
+    JOIN rates USING ({keys})
 )
 SELECT *
 FROM labelled

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from sockopt_trace import schema
 from sockopt_trace.analyzer import names
 from sockopt_trace.analyzer.load import Loaded, load
 from sockopt_trace.analyzer.reports import run_report
@@ -162,14 +163,27 @@ def test_errors_by_errno_option_process_and_by_process(
         assert r["errors_share_pct"] == pytest.approx(100 * failed[idx].sum() / failed.sum())
 
 
-def test_processes_rates_and_latency(loaded: Loaded, rows: dict[str, np.ndarray]) -> None:
+def test_processes_rates_and_latency(
+    loaded: Loaded, rows: dict[str, np.ndarray], fleet: list[Path]
+) -> None:
+    """Rates are over each process's own recording's span (from file metadata): the two hosts'
+    recordings, read together, do not share one span."""
     expected = groups(rows, ["host", "pid", "comm"])
-    span_s = (rows["ts_ns"].max() - rows["ts_ns"].min()) / 1e9
+    metas = [schema.read_file_metadata(str(p)) for p in fleet]
+    span_s = {
+        host: (
+            max(m.end_ns for m in metas if m.host == host)
+            - min(m.start_ns for m in metas if m.host == host)
+        )
+        / 1e9
+        for host in {m.host for m in metas}
+    }
+    assert len({m.recording_id for m in metas}) == len(span_s)  # one recording per host
     got = report(loaded, "processes")
     assert [(r["host"], r["pid"], r["comm"]) for r in got] == ranked(expected.items(), len, 20)
     for r in got:
         idx = expected[(r["host"], r["pid"], r["comm"])]
-        assert r["calls_per_s"] == pytest.approx(len(idx) / span_s)
+        assert r["calls_per_s"] == pytest.approx(len(idx) / span_s[r["host"]])
         assert r["errors"] == (rows["ret"][idx] < 0).sum()
         assert r["options"] == len(set(zip(rows["level"][idx], rows["optname"][idx], strict=True)))
         assert r["p99_ns"] == pytest.approx(
