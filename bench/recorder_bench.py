@@ -458,7 +458,9 @@ def machine(args: argparse.Namespace) -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
     mem_kb = int(re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    commit = _first_line(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", args.rev])
+    git_log = ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", args.rev]
+    commit = _first_line(git_log)
+    recorder = _first_line([*git_log, "--", "recorder", "sockopt_trace"])
     tools = ", ".join(
         _first_line([tool, "--version"])
         for tool in ("bpftrace", "perf", os.environ.get("CC", "cc"))
@@ -466,12 +468,13 @@ def machine(args: argparse.Namespace) -> str:
     return "\n".join(
         [
             f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-            f"- command: `python bench/{Path(sys.argv[0]).name} {shlex.join(sys.argv[1:])}`",
+            f"- command: `{shlex.join(['python', 'bench/recorder_bench.py', *sys.argv[1:]])}`",
             f"- machine: {os.cpu_count()} CPUs ({model.group(1) if model else '?'}), "
             f"{mem_kb / 2**20:.1f} GiB RAM, kernel {platform.release()}, "
             f"load average at start {os.getloadavg()[0]:.2f}",
             f"- tools: {tools}",
-            f"- recorder: commit {commit} (`git archive {args.rev}`, run with .venv's python)",
+            f"- recorder: `git archive {args.rev}` = {commit}; last change under recorder/ or "
+            f"sockopt_trace/: {recorder}",
             f"- workload: bench/loop.c, {args.calls:,} getsockopt(SOL_SOCKET, SO_RCVBUF) calls per "
             f"thread; bystander: {args.bystander_calls:,} getppid calls; {args.reps} repetitions, "
             "configurations interleaved round-robin",
