@@ -123,7 +123,7 @@ class Consumer(threading.Thread):
         on_pids: Callable[[np.ndarray], None],
         on_exec: Callable[[int], None] = lambda _pid: None,
         notices: RingReader | None = None,
-        max_queued: int = 1 << 19,  # 40 MB of events: the bound on user-space buffering
+        max_queued: int = 1 << 18,  # 20 MB of events: the bound on user-space buffering
         poll_ms: int = 50,
         batch_interval: float = 0.02,
     ) -> None:
