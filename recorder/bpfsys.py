@@ -1,9 +1,8 @@
-"""The few bpf(2) map operations the recording process needs, without loading bcc.
+"""The one bpf(2) map operation the recording process needs, without loading bcc.
 
 The program is compiled and attached in a short-lived child (see loader.py), because bcc's
 embedded LLVM alone costs the process ~180 MB of memory that would never be given back. The
-recording process keeps only file descriptors: maps and attachments. These wrappers read and
-update maps through them.
+recording process keeps only file descriptors: maps and attachments. It reads maps through them.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from pathlib import Path
 
 SYS_BPF = 321  # x86_64
 BPF_MAP_LOOKUP_ELEM = 1
-BPF_MAP_UPDATE_ELEM = 2
-BPF_ANY = 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -47,15 +44,6 @@ def lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:
             return None
         raise OSError(err, f"bpf map lookup: {os.strerror(err)}")
     return v.raw
-
-
-def update(map_fd: int, key: bytes, value: bytes) -> None:
-    k = ctypes.create_string_buffer(key, len(key))
-    v = ctypes.create_string_buffer(value, len(value))
-    attr = _MapElemAttr(map_fd, 0, ctypes.addressof(k), ctypes.addressof(v), BPF_ANY)
-    if _bpf(BPF_MAP_UPDATE_ELEM, attr) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"bpf map update: {os.strerror(err)}")
 
 
 @cache

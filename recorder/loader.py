@@ -23,7 +23,7 @@ from sockopt_trace.errors import UserError
 if TYPE_CHECKING:
     from sockopt_trace.recorder.probe import ProbeConfig
 
-MAP_NAMES = ("events", "notices", "state", "pid_filter", "stacks")
+MAP_NAMES = ("events", "notices", "state", "stacks")
 MAX_FDS = 64
 
 

@@ -47,17 +47,11 @@ class ProbeConfig:
     ringbuf_bytes: int = 32 << 20
     stack_entries: int = 16384
 
-    @property
-    def filtered(self) -> bool:
-        return bool(self.pids or self.comms or self.follow_forks)
-
     def cflags(self, mode: str) -> list[str]:
-        pages = max(1, self.ringbuf_bytes // PAGE)
-        pages = 1 << (pages.bit_length() - 1)  # the ring buffer size must be a power of two
-        records = pages * PAGE // record_dtype().itemsize
+        records = self.ringbuf_size // record_dtype().itemsize
         flags = [
             f"-DMODE_{mode.upper()}",
-            f"-DRINGBUF_PAGES={pages}",
+            f"-DRINGBUF_PAGES={self.ringbuf_size // PAGE}",
             f"-DSTACK_ENTRIES={self.stack_entries}",
             f"-DSTACK_SAMPLE_PERIOD={max(1, self.stack_sample_period)}",
             # wake the reader when a CPU has filled about 1/8 of the ring since the last wakeup
@@ -78,6 +72,7 @@ class ProbeConfig:
 
     @property
     def ringbuf_size(self) -> int:
+        """--ringbuf rounded down to a power-of-two number of pages, as the kernel requires."""
         pages = max(1, self.ringbuf_bytes // PAGE)
         return (1 << (pages.bit_length() - 1)) * PAGE
 
@@ -118,9 +113,6 @@ class Probe:
             per_cpu[:, : len(self._names)].sum(axis=0) if len(per_cpu) else [0] * len(self._names)
         )
         return dict(zip(self._names, (int(v) for v in total), strict=True))
-
-    def add_pid(self, pid: int) -> None:
-        bpfsys.update(self.handles.maps["pid_filter"], pid.to_bytes(4, "little"), b"\x01")
 
     def stack(self, stack_id: int) -> list[int]:
         """Addresses of a user stack, innermost first; empty if it is gone."""

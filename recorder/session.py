@@ -167,7 +167,7 @@ def _run(
                 consumer.taken(len(batch))
                 writer.add(batch)
             writer.tick()
-            status.update(consumer.received, sum(_lost(losses())), writer.bytes_written)
+            status.update(consumer.received, lambda: sum(_lost(losses())), writer.bytes_written)
             if consumer.error is not None:
                 raise consumer.error
             if stop.requested and stop_asked_at is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 
 class StatusLine:
@@ -18,7 +19,8 @@ class StatusLine:
         self._last_events = 0
         self._shown = False
 
-    def update(self, events: int, lost: int, bytes_written: int) -> None:
+    def update(self, events: int, lost: Callable[[], int], bytes_written: int) -> None:
+        """Redraw at most once per interval; `lost` is only asked for then (a kernel read)."""
         now = time.monotonic()
         if not self.enabled or now - self._last < self.interval:
             return
@@ -26,7 +28,7 @@ class StatusLine:
         self._last, self._last_events = now, events
         sys.stderr.write(
             f"\r{now - self._start:7.1f}s  {events:,} events  {rate:,.0f}/s  "
-            f"lost {lost:,}  {bytes_written / 1e6:,.1f} MB written\x1b[K"
+            f"lost {lost():,}  {bytes_written / 1e6:,.1f} MB written\x1b[K"
         )
         sys.stderr.flush()
         self._shown = True

@@ -62,9 +62,6 @@ class LRU(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._d)
 
-    def values(self) -> Iterable[V]:
-        return self._d.values()
-
 
 REUSE_CHECK_S = 1.0
 
