@@ -47,20 +47,23 @@ import numpy as np
 
 from sockopt_trace.analyzer import stats
 from sockopt_trace.analyzer.database import execute
+from sockopt_trace.analyzer.diffsettings import (
+    DEFAULT_ALPHA,
+    DEFAULT_MIN_CHANGE,
+    MIN_BEYOND,
+    MIN_ERROR_POINTS,
+)
+from sockopt_trace.analyzer.dimensions import parse_by
 from sockopt_trace.analyzer.load import Loaded, load
 from sockopt_trace.analyzer.recording import Recording
 from sockopt_trace.analyzer.render import Result, human
-from sockopt_trace.analyzer.reports import Report, parse_by, parse_report, prepare
+from sockopt_trace.analyzer.reports import Report, parse_report, prepare
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata
 
 SLOTS = 30  # time slots per recording, for the over-dispersion of counts
 REPLICATES = 2000  # bootstrap replicates per percentile and recording
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}  # the order of the SQL's quantile lists
-MIN_BEYOND = 10  # calls needed beyond a percentile (below p50, above p90/p99) on each side
-DEFAULT_ALPHA = 0.01
-DEFAULT_MIN_CHANGE = 0.10  # relative change below which rates and percentiles are negligible
-MIN_ERROR_POINTS = 0.1  # error-rate change (percentage points) below which it is negligible
 SEED = 0  # the bootstrap's random numbers: the same recordings give the same output
 METRICS = ("rate", "errors", *PERCENTILES)
 SIDES = ("base", "new")

@@ -33,28 +33,11 @@ from typing import Any
 import duckdb
 
 from sockopt_trace.analyzer.database import execute
+from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.analyzer.render import Result
 from sockopt_trace.errors import UserError
 from sockopt_trace.units import parse_duration
 
-
-@dataclass(frozen=True)
-class Dimension:
-    keys: tuple[str, ...]  # columns of the events view to group by
-    label: str  # expression over the keys that shows the dimension
-
-
-def _plain(column: str) -> Dimension:
-    return Dimension((column,), column)
-
-
-DIMENSIONS: dict[str, Dimension] = {
-    **{c: _plain(c) for c in ("host", "comm", "pid", "tid", "uid", "fd")},
-    "level": Dimension(("level",), "level_label(level)"),
-    "optname": Dimension(("level", "optname"), "optname_label(level, optname)"),
-    "errno": Dimension(("errno",), "errno_label(errno)"),
-    **{c: _plain(c) for c in ("callsite", "stack", "optlen_in", "optlen_out")},
-}
 HEADER_KEYS = ("name", "answers", "by", "param", "columns", "layout")
 PLACEHOLDERS = ("{keys}", "{labels}", "{names}", "{weight}")
 _FIELD = re.compile(r"--\s*([a-z_]+):\s*(.*)")
@@ -160,17 +143,6 @@ def get_report(name: str) -> Report:
     if name not in reports:
         raise UserError(f"unknown report '{name}': choose from {', '.join(reports)}")
     return reports[name]
-
-
-def parse_by(text: str | Sequence[str]) -> list[str]:
-    """Dimension names from 'comm,optname' (or a list of such strings), each allow-listed."""
-    items = [text] if isinstance(text, str) else list(text)
-    dims = [d.strip() for item in items for d in item.split(",") if d.strip()]
-    unknown = [d for d in dims if d not in DIMENSIONS]
-    if unknown or not dims:
-        bad = ", ".join(unknown) if unknown else "(none)"
-        raise UserError(f"bad --by dimension {bad}: choose from {', '.join(DIMENSIONS)}")
-    return list(dict.fromkeys(dims))
 
 
 def prepare(

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from sockopt_trace.errors import UserError
+from sockopt_trace.errors import ExitCode, UserError
 
-ENV_ERROR = 3
+ENV_ERROR = ExitCode.ENVIRONMENT
 # Where distros put bcc's Python module; SOCKOPT_TRACE_BCC_DIRS (colon-separated) overrides.
 BCC_DIST_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib/python3/site-packages")
 TRACEFS = Path("/sys/kernel/tracing")

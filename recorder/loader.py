@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sockopt_trace.errors import UserError
+from sockopt_trace.errors import ExitCode, UserError
 
 if TYPE_CHECKING:
     from sockopt_trace.recorder.probe import ProbeConfig
@@ -160,11 +160,14 @@ def _receive(sock: socket.socket) -> tuple[dict, list[int]]:
     for fd in fds:  # nothing started later (the traced command's children) may inherit them
         os.set_inheritable(fd, False)
     if len(data) < 4:
-        raise UserError("the BPF loader process died before answering (see messages above)", 3)
+        raise UserError(
+            "the BPF loader process died before answering (see messages above)",
+            ExitCode.ENVIRONMENT,
+        )
     (length,) = struct.unpack_from("<I", data)
     while len(data) < 4 + length:
         more = sock.recv(1 << 20)
         if not more:
-            raise UserError("the BPF loader process died mid-answer", 3)
+            raise UserError("the BPF loader process died mid-answer", ExitCode.ENVIRONMENT)
         data += more
     return json.loads(data[4 : 4 + length]), list(fds)

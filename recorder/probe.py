@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sockopt_trace.errors import UserError
+from sockopt_trace.errors import ExitCode, UserError
 from sockopt_trace.recorder import bpfsys, environment
 from sockopt_trace.recorder.events import counter_names, record_dtype
 from sockopt_trace.recorder.loader import Handles, load_in_child
@@ -245,5 +245,9 @@ def try_modes(bcc: Any, config: ProbeConfig) -> tuple[Any, str, dict[str, str]]:
             skipped[mode] = str(err)
     if config.mode == "auto":
         why = "; ".join(f"{m}: {r}" for m, r in skipped.items())
-        raise UserError(f"no probe mode attaches on kernel {platform.release()} ({why})", 3)
-    raise UserError(f"probe mode {config.mode} does not work here: {skipped[config.mode]}", 3)
+        raise UserError(
+            f"no probe mode attaches on kernel {platform.release()} ({why})", ExitCode.ENVIRONMENT
+        )
+    raise UserError(
+        f"probe mode {config.mode} does not work here: {skipped[config.mode]}", ExitCode.ENVIRONMENT
+    )

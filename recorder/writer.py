@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sockopt_trace import schema
-from sockopt_trace.errors import UserError
+from sockopt_trace.errors import ExitCode, UserError
 from sockopt_trace.recorder.events import event_dtype
 
-OUTPUT_ERROR = 4
+OUTPUT_ERROR = ExitCode.OUTPUT
 # The format's schema with string columns as Arrow dictionaries, which the decoder builds anyway;
 # the Parquet file is the same (plain strings, no Arrow schema stored).
 WRITE_SCHEMA = pa.schema(

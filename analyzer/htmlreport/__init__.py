@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sockopt_trace.analyzer.dimensions import parse_by
 from sockopt_trace.analyzer.htmlreport.data import DEFAULT_BY, Filters, SideData, gather
 from sockopt_trace.analyzer.htmlreport.difftable import diff_table_html
 from sockopt_trace.analyzer.htmlreport.page import diff_page, report_page
 from sockopt_trace.analyzer.load import load
-from sockopt_trace.analyzer.reports import parse_by
 from sockopt_trace.errors import UserError
 
 INSTALL_HINT = "pip install 'sockopt-trace[html]'"

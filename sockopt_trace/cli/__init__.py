@@ -1,35 +1,54 @@
-"""Command line: one module per command, each a few lines over a library function."""
+"""Command line: one module per command, each a few lines over a library function.
+
+Only the module of the command being run is imported (`COMMANDS`), and command modules import
+their half (recorder or analyzer) inside the command function: `record` on a production host
+never loads DuckDB, and `--help` costs little more than Python's own start-up.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
-from sockopt_trace.cli import (  # noqa: F401 (each command module registers itself on app)
-    diff,
-    doctor,
-    export,
-    html,
-    info,
-    queries,
-    query,
-    record,
-    recover,
-    report,
-)
-from sockopt_trace.cli.app import app
-from sockopt_trace.errors import UserError
+from sockopt_trace.errors import ExitCode, UserError
+
+# command name -> module under sockopt_trace.cli that registers it on the typer app
+COMMANDS = {
+    "record": "record",
+    "doctor": "doctor",
+    "recover": "recover",
+    "info": "info",
+    "queries": "queries",
+    "report": "report",
+    "query": "query",
+    "diff": "diff",
+    "html": "html",
+    "export": "export",
+}
+
+
+def _register(argv: list[str]) -> None:
+    """Import the module of the command named in argv, or every command module when there is
+    none (`--help`, a typo), so that click lists them all."""
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    names = [COMMANDS[wanted]] if wanted in COMMANDS else sorted(set(COMMANDS.values()))
+    for name in names:
+        importlib.import_module(f"sockopt_trace.cli.{name}")
 
 
 def main() -> None:
     """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
     try:
+        _register(sys.argv[1:])
+        from sockopt_trace.cli.app import app
+
         app()
     except UserError as err:
         print(f"sockopt-trace: error: {err}", file=sys.stderr)
         sys.exit(err.code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as err:  # a bug of ours: still one line, the traceback on request
         if os.environ.get("SOCKOPT_TRACE_DEBUG"):
             raise
@@ -39,4 +58,4 @@ def main() -> None:
             "(run with SOCKOPT_TRACE_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )
-        sys.exit(1)
+        sys.exit(ExitCode.INTERNAL)

@@ -6,12 +6,15 @@ import os
 import sys
 from collections.abc import Sequence
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sockopt_trace.analyzer.load import Loaded, load
-from sockopt_trace.analyzer.render import Result, render
+from sockopt_trace.errors import ExitCode
+
+if TYPE_CHECKING:
+    from sockopt_trace.analyzer.load import Loaded
+    from sockopt_trace.analyzer.render import Result
 
 
 class Format(str, Enum):
@@ -82,6 +85,8 @@ def open_and_warn(
 ) -> Loaded:
     """Load the recording; what the user should know (lost events, files left out) goes to
     stderr, one line each, so stdout stays machine-readable."""
+    from sockopt_trace.analyzer.load import load
+
     loaded = load(recs, skip_bad=skip_bad, where=where, since=since, until=until)
     for line in loaded.recording.notices():
         warn(line)
@@ -89,12 +94,14 @@ def open_and_warn(
 
 
 def emit(results: Result | Sequence[Result], fmt: Format, max_rows: int) -> None:
+    from sockopt_trace.analyzer.render import render
+
     try:
         truncated = render(results, fmt.value, sys.stdout, max_rows=max_rows or None)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(141) from None
+        raise SystemExit(ExitCode.BROKEN_PIPE) from None
     if truncated:
         warn(f"showing the first {max_rows:,} rows: --max-rows 0 shows all, --format csv too")

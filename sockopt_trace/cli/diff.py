@@ -7,16 +7,13 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.analyzer.diff import (
+from sockopt_trace.analyzer.diffsettings import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_CHANGE,
     MIN_BEYOND,
     MIN_ERROR_POINTS,
-    diff,
-    parse_fail_on,
-    regressions,
 )
-from sockopt_trace.analyzer.reports import DIMENSIONS, parse_by
+from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.cli.analysis import (
     By,
     Format,
@@ -29,7 +26,7 @@ from sockopt_trace.cli.analysis import (
     warn,
 )
 from sockopt_trace.cli.app import app
-from sockopt_trace.errors import UserError
+from sockopt_trace.errors import ExitCode, UserError
 
 HELP = (
     "Compare two recordings: what got slower, more frequent, or failed more.\n\n"
@@ -50,11 +47,12 @@ HELP = (
     "not tested). See docs/diff.md.\n\n"
     "--fail-on METRIC:+THRESHOLD[,...] exits with code 1 when a significant change passes it, "
     "naming the groups on stderr: p50/p90/p99:+20% (relative) or :+5us (absolute), rate:+50%, "
-    "errors:+1% (error-rate percentage points). Exit codes: 0 no such regression, 1 "
-    "regression, 2 bad input.\n\n"
+    "errors:+1% (error-rate percentage points). Exit codes: 0 no such regression, "
+    f"{ExitCode.REGRESSION:d} a regression, {ExitCode.USAGE:d} bad input (`sockopt-trace --help` "
+    "lists every exit code).\n\n"
     "Settings that differ between the recordings (hosts, probe, filters, stacks, lost events) "
     "are reported: in a warnings table for table and markdown, on stderr for csv and json.\n\n"
-    "Examples:\n"
+    "Examples:\n\n\b\n"
     "  sockopt-trace diff before/ after/\n"
     "  sockopt-trace diff before/ after/ --by comm,callsite --format markdown\n"
     "  sockopt-trace diff before/ after/ --fail-on p99:+20%,errors:+1% --format json"
@@ -103,6 +101,8 @@ def diff_command(
     ] = f"{DEFAULT_MIN_CHANGE * 100:g}%",
     skip_bad: SkipBad = False,
 ) -> None:
+    from sockopt_trace.analyzer.diff import diff, parse_fail_on, regressions
+
     rules = parse_fail_on(fail_on)  # bad input fails before the recordings are read
     dims = parse_by(by) if by else None
     if top < 0:
@@ -131,7 +131,7 @@ def diff_command(
     for line in tripped:
         print(f"sockopt-trace: regression: {line}", file=sys.stderr)
     if tripped:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.REGRESSION)
 
 
 def parse_percent(text: str, option: str) -> float:

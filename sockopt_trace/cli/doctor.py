@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from sockopt_trace.cli.app import app
+from sockopt_trace.errors import ExitCode
 
 
 @app.command()
@@ -28,4 +29,4 @@ def doctor() -> None:
     print(
         f"\nrecording: {'works, with probe ' + modes[0] + ' (auto)' if works else 'NOT possible'}"
     )
-    sys.exit(0 if works else 3)
+    sys.exit(ExitCode.OK if works else ExitCode.ENVIRONMENT)

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.analyzer.export import export as write_export
 from sockopt_trace.cli.analysis import Recs, Since, SkipBad, Until, Where, open_and_warn
 from sockopt_trace.cli.app import app
 from sockopt_trace.cli.output import output_stream
@@ -19,7 +18,7 @@ HELP = (
     "speedscope JSON, Chrome/Perfetto trace JSON (one slice per call), or CSV.\n\n"
     "Stacks are `comm;outer;...;inner;LEVEL/OPTION`; without recorded stacks (record --stacks) "
     "the call site is the one frame in between.\n\n"
-    "Examples:\n"
+    "Examples:\n\n\b\n"
     "  sockopt-trace export rec/ -f folded | flamegraph.pl > calls.svg\n"
     "  sockopt-trace export rec/ -f folded --weight time | inferno-flamegraph > time.svg\n"
     "  sockopt-trace export rec/ -f speedscope -o rec.speedscope.json\n"
@@ -59,6 +58,8 @@ def export(
     until: Until = None,
     skip_bad: SkipBad = False,
 ) -> None:
+    from sockopt_trace.analyzer.export import export as write_export
+
     loaded = open_and_warn(recs, skip_bad=skip_bad, where=where, since=since, until=until)
     with output_stream(output) as out:
         n = write_export(loaded, fmt.value, out, weight=weight.value)

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.analyzer.htmlreport import Filters, diff_html, report_html
 from sockopt_trace.cli.analysis import Since, SkipBad, Until, Where
 from sockopt_trace.cli.app import app
 from sockopt_trace.cli.output import output_stream
@@ -20,7 +19,7 @@ HELP = (
     "confidence, overlaid distributions and a differential flame graph.\n\n"
     "Each recording is one argument: a Parquet file, a directory (searched recursively) or a "
     "quoted glob. Needs plotly: pip install 'sockopt-trace\\[html]'.\n\n"
-    "Examples:\n"
+    "Examples:\n\n\b\n"
     "  sockopt-trace html rec/ -o report.html\n"
     "  sockopt-trace html before/ after/ -o diff.html\n"
     "  sockopt-trace html 'fleet/*/' --by comm,callsite --since 5m -o fleet.html"
@@ -56,6 +55,8 @@ def html(
             "as one recording, give their directory or a quoted glob",
             param_hint="REC [NEW]",
         )
+    from sockopt_trace.analyzer.htmlreport import Filters, diff_html, report_html
+
     filters = Filters(where, since, until)
     if len(recs) == 1:
         text = report_html(recs, filters=filters, by=by, top=top, skip_bad=skip_bad)

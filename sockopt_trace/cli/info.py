@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sockopt_trace.analyzer.info import describe
-from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.cli.analysis import Format, FormatOpt, MaxRows, Recs, SkipBad, emit
 from sockopt_trace.cli.app import app
 
@@ -12,7 +10,7 @@ HELP = (
     "Hosts, time span, events, lost events by reason, probe mode, stacks and files; partial "
     "files (still being written, or left by a killed recorder) and gaps in the files' sequence "
     "numbers (files missing from a recording), with the time they covered.\n\n"
-    "Examples:\n"
+    "Examples:\n\n\b\n"
     "  sockopt-trace info rec/\n"
     "  sockopt-trace info 'fleet/*/' --format json"
 )
@@ -25,4 +23,7 @@ def info(
     skip_bad: SkipBad = False,
     max_rows: MaxRows = 1000,
 ) -> None:
+    from sockopt_trace.analyzer.info import describe
+    from sockopt_trace.analyzer.recording import open_recording
+
     emit(describe(open_recording(recs, skip_bad=skip_bad)), fmt, max_rows)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from sockopt_trace.errors import UserError
+from sockopt_trace.errors import ExitCode, UserError
 
 
 @contextlib.contextmanager
@@ -22,7 +22,7 @@ def output_stream(path: Path | None) -> Iterator[BinaryIO]:
             sys.stdout.buffer.flush()
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise SystemExit(141) from None
+            raise SystemExit(ExitCode.BROKEN_PIPE) from None
         return
     partial = path.with_name(path.name + ".partial")
     try:
@@ -31,7 +31,7 @@ def output_stream(path: Path | None) -> Iterator[BinaryIO]:
         partial.replace(path)
     except OSError as err:
         partial.unlink(missing_ok=True)
-        raise UserError(f"{path}: cannot write: {err.strerror or err}", code=4) from None
+        raise UserError(f"{path}: cannot write: {err.strerror or err}", ExitCode.OUTPUT) from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

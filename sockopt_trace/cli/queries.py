@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from sockopt_trace.analyzer.render import Result
-from sockopt_trace.analyzer.reports import load_reports
+from typing import TYPE_CHECKING
+
 from sockopt_trace.cli.analysis import Format, FormatOpt, emit
 from sockopt_trace.cli.app import app
+
+if TYPE_CHECKING:
+    from sockopt_trace.analyzer.render import Result
 
 
 @app.command("queries")
@@ -15,6 +18,9 @@ def queries(fmt: FormatOpt = Format.table) -> None:
 
 
 def catalog() -> Result:
+    from sockopt_trace.analyzer.render import Result
+    from sockopt_trace.analyzer.reports import load_reports
+
     rows = [
         (
             r.name,

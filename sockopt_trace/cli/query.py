@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.analyzer.database import execute
-from sockopt_trace.analyzer.render import Result
 from sockopt_trace.cli.analysis import Format, FormatOpt, MaxRows, SkipBad, emit, open_and_warn
 from sockopt_trace.cli.app import app
 from sockopt_trace.errors import UserError
@@ -18,7 +16,7 @@ HELP = (
     "Views: events (every column of the files, plus time, level_name, optname_name, errno, "
     "errno_name, stack_weight), files (one row per file: host, span, events, lost, ...), and the "
     "decoding tables level_names, optname_names, errno_names.\n\n"
-    "Examples:\n"
+    "Examples:\n\n\b\n"
     '  sockopt-trace query rec/ "SELECT optname_name, count(*) FROM events GROUP BY 1"\n'
     "  sockopt-trace query rec/ --file slow_tcp_info.sql --format csv"
 )
@@ -41,6 +39,9 @@ def query(
     skip_bad: SkipBad = False,
     max_rows: MaxRows = 1000,
 ) -> None:
+    from sockopt_trace.analyzer.database import execute
+    from sockopt_trace.analyzer.render import Result
+
     recs, sql = split_sql(args, file)
     loaded = open_and_warn(recs, skip_bad=skip_bad)
     cursor = execute(loaded.con, sql)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from sockopt_trace.analyzer.recover import recover as run
-from sockopt_trace.analyzer.render import Result
 from sockopt_trace.cli.analysis import Format, FormatOpt, emit, warn
 from sockopt_trace.cli.app import app
 
@@ -30,6 +28,9 @@ def recover(
     A file that has its footer is renamed to its final name; one that has not is renamed to
     *.parquet.quarantined (readers ignore it), with the stretch of time it covered.
     """
+    from sockopt_trace.analyzer.recover import recover as run
+    from sockopt_trace.analyzer.render import Result
+
     outcomes = run(directory, dry_run=dry_run)
     if not outcomes:
         warn(f"no partial files in {directory}: nothing to do")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.analyzer.reports import DIMENSIONS, load_reports, parse_by, run_report
+from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.cli.analysis import (
     By,
     Format,
@@ -28,7 +28,7 @@ HELP = (
     "Run a canned report (default: summary); `sockopt-trace queries` lists them.\n\n"
     "The report name may come after the recordings: an argument that names a report and is not "
     "an existing path is the report name. --by dimensions: " + ", ".join(DIMENSIONS) + ".\n\n"
-    "Examples:\n"
+    "Examples:\n\n\b\n"
     "  sockopt-trace report rec/\n"
     "  sockopt-trace report rec/ latency --by comm,optname\n"
     "  sockopt-trace report rec/ callsites --top 20 --format markdown\n"
@@ -59,6 +59,8 @@ def report(
     params = dict(key_value(p) for p in param or [])
     if top is not None:
         params["top"] = top
+    from sockopt_trace.analyzer.reports import run_report
+
     dims = parse_by(by) if by else None
     loaded = open_and_warn(recs, skip_bad=skip_bad, where=where, since=since, until=until)
     emit(run_report(loaded.con, report_name, by=dims, params=params), fmt, max_rows)
@@ -66,6 +68,8 @@ def report(
 
 def split_name(args: list[str], option: str | None) -> tuple[list[str], str]:
     """(recordings, report name) from the positional arguments and --report."""
+    from sockopt_trace.analyzer.reports import load_reports
+
     known = load_reports()
     named = [a for a in args if a in known and not Path(a).exists()]
     if option:

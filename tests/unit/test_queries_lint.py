@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sockopt_trace.analyzer.diff import diff_queries
+from sockopt_trace.analyzer.dimensions import DIMENSIONS
 from sockopt_trace.analyzer.load import Loaded, load
 from sockopt_trace.analyzer.reports import (
-    DIMENSIONS,
     PLACEHOLDERS,
     load_reports,
     parse_report,

@@ -79,3 +79,12 @@ def test_readme_command_runs(command: str, workdir: Path) -> None:
     if " -o " in command:
         out = workdir / shlex.split(command)[shlex.split(command).index("-o") + 1]
         assert out.stat().st_size > 0
+
+
+def test_readme_exit_codes_are_the_enum() -> None:
+    """README's exit-code table is ExitCode, as `--help` prints it: documented once."""
+    from sockopt_trace.errors import ExitCode
+
+    text = (ROOT / "README.md").read_text()
+    table = re.findall(r"^\| (\d+) \| (.+) \|$", text, re.M)
+    assert [(int(c), m) for c, m in table] == ExitCode.describe()
