@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from sockopt_trace.cli.analysis import (
 )
 from sockopt_trace.cli.app import app
 from sockopt_trace.errors import ExitCode, UserError
+
+if TYPE_CHECKING:
+    from sockopt_trace.analyzer.render import Result
 
 HELP = (
     "Compare two recordings: what got slower, more frequent, or failed more.\n\n"
@@ -119,6 +122,7 @@ def diff_command(
         skip_bad=skip_bad,
     )
     human = fmt in (Format.table, Format.markdown)
+    sections: Result | list[Result]
     if human:
         sections = result.sections(top or None)
     else:

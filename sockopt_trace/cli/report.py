@@ -56,7 +56,7 @@ def report(
     max_rows: MaxRows = 1000,
 ) -> None:
     recs, report_name = split_name(args, name)
-    params = dict(key_value(p) for p in param or [])
+    params: dict[str, object] = dict(key_value(p) for p in param or [])
     if top is not None:
         params["top"] = top
     from sockopt_trace.analyzer.reports import run_report
