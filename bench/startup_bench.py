@@ -1,0 +1,108 @@
+"""Whole-process timings of the command line against its floors (issue 15's start-up targets).
+
+    python bench/startup_bench.py [--repeats 15] [--big DIR]
+
+Each row is one process, started and reaped as a user's shell would, wall-clock time from fork
+to exit. Rows are interleaved (every command once per round) so that drift in the machine hits
+all alike; medians and minima are reported, with ratios to the floors:
+
+- `python -c pass` and `python -c "import duckdb, pyarrow"`: the interpreter and the libraries
+  any DuckDB tool must load;
+- `sockopt-trace --help` (target: under 0.25 s);
+- `sockopt-trace report sample_traces/curl latency` (200 events; target: under 0.4 s), beside a
+  hand-written DuckDB script that runs the same SQL over the same file;
+- with `--big DIR` (e.g. a recording written by bench/analyzer_bench.py), the latency report
+  over DIR beside the same hand-written query: the report may cost no more than the query plus
+  the start-up above.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+CLI = [PY, "-m", "sockopt_trace"]
+
+# The latency report's SQL for its default grouping, written by hand as a DuckDB user would.
+HAND_SQL = (
+    "SELECT comm, level, optname, count(*) AS calls, avg(latency_ns) AS mean_ns, "
+    "quantile_cont(latency_ns, [0.5, 0.9, 0.99, 0.999]) AS q, max(latency_ns) AS max_ns "
+    "FROM read_parquet({files!r}) GROUP BY ALL ORDER BY calls DESC LIMIT 20"
+)
+
+
+def hand_written(directory: Path) -> list[str]:
+    files = sorted(str(p) for p in directory.rglob("*.parquet"))
+    code = f"import duckdb; print(duckdb.sql({HAND_SQL.format(files=files)!r}).fetchall())"
+    return [PY, "-c", code]
+
+
+def run_once(argv: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)[:120]} failed: {done.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--big", type=Path, help="a large recording for the last two rows")
+    args = parser.parse_args()
+
+    sample = ROOT / "sample_traces" / "curl"
+    commands: dict[str, list[str]] = {
+        "python -c pass": [PY, "-c", "pass"],
+        "python -c 'import duckdb, pyarrow'": [PY, "-c", "import duckdb, pyarrow"],
+        "sockopt-trace --help": [*CLI, "--help"],
+        "sockopt-trace report sample_traces/curl latency": [
+            *CLI,
+            "report",
+            str(sample),
+            "latency",
+        ],
+        "hand-written DuckDB, same SQL, sample_traces/curl": hand_written(sample),
+    }
+    if args.big:
+        commands[f"sockopt-trace report {args.big} latency -f csv"] = [
+            *CLI,
+            "report",
+            str(args.big),
+            "latency",
+            "-f",
+            "csv",
+        ]
+        commands[f"hand-written DuckDB, same SQL, {args.big}"] = hand_written(args.big)
+
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for argv in commands.values():  # warm the page cache and the bytecode caches
+        run_once(argv)
+    for _ in range(args.repeats):
+        for name, argv in commands.items():
+            times[name].append(run_once(argv))
+
+    floor = statistics.median(times["python -c pass"])
+    print(
+        f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f} at the end, "
+        f"{args.repeats} rounds"
+    )
+    print("| command | median s | min s | median / python -c pass |")
+    print("|---|---:|---:|---:|")
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"| `{name}` | {med:.3f} | {min(values):.3f} | {med / floor:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
