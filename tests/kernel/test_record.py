@@ -127,13 +127,14 @@ def test_children_of_the_command_are_traced(tmp_path: Path, workload_bin: Path) 
 
 
 def _start_loop(workload: Path, background: list, name: str | None = None) -> subprocess.Popen:
-    """A workload that keeps calling for about a minute (killed at the end of the test)."""
+    """A workload that keeps calling until the test kills it, however slow the machine: a
+    bounded run finished before a loaded machine had compiled and attached the recorder."""
     exe = workload
     if name:
         exe = workload.parent / name
         if not exe.exists():
             shutil.copy(workload, exe)
-    proc = subprocess.Popen([str(exe), "2000000", "1"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(exe), "2000000000", "1"], stdout=subprocess.DEVNULL)
     background.append(proc)
     return proc
 
