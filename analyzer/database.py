@@ -1,155 +1,126 @@
-"""A DuckDB connection over a validated recording: the `events` and `files` views.
+"""The one way to get a DuckDB connection over recordings, locked so that SQL cannot touch the host.
 
-The Parquet files are read in place with `read_parquet([...])`, never loaded into memory, so a
-query over 100M events costs one scan. Everything DuckDB-specific that the canned queries need
-lives here (`read_parquet` and the macros `ns_to_time`, `level_label`, `optname_label`,
-`errno_label`), so that porting the reports to another engine (Spark, DESIGN.md) means
-redefining this module, not rewriting the queries.
+    con, [side] = connect([Source(rec, Filters(where="comm = 'nginx'"))])
 
-Names are decoded by scalar macros, not joins: a column nobody selects costs nothing (joins in a
-view run whether or not their columns are used), and the reports group by the raw numbers and
-decode only their result rows (measured: 2.5x faster on the latency report).
+`connect` registers each recording's views (`views`), runs the `setup` hooks (extra tables or
+views, e.g. a symbol sidecar, which return the paths they read), and then seals the
+connection: external access off except for the recordings' own files (`allowed_paths`), no
+extension installed or loaded, and the configuration locked so that no `SET` undoes it. Only
+then is `--where` applied, so that user SQL (report filters, `query`, `-p` values are bound,
+not pasted) can read the recording and nothing else: not `read_csv('/etc/passwd')`, not
+`COPY ... TO`, not `ATTACH`, not `INSTALL`. `allow_external=True` (`--allow-external-sql`)
+leaves it open for people who join their own files.
 
-Views (names can be changed with `register(..., events=..., files=...)`):
-- `events_all`: every column of the files, plus `time` (TIMESTAMP, UTC), `level_name`,
-  `optname_name`, `errno` (-ret for a failed call, else 0), `errno_name` (OK on success) and
-  `stack_weight` (how many calls a row's stack stands for when stacks are sampled; NULL on rows
-  without a stack);
-- `events`: `events_all` after the filters of `filter_events` (all rows until then);
-- `files`: one row per file, from its metadata;
-- `level_names`, `optname_names`, `errno_names`: the tables of `names`, for ad hoc joins.
+No progress bar on any connection: DuckDB would draw it on stderr, pipes included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
-from sockopt_trace.analyzer import names
-from sockopt_trace.analyzer.info import files_table
-from sockopt_trace.analyzer.recording import (
-    SKIP_HINT,
-    Recording,
-    RecordingFile,
-    SkippedFile,
-    first_line,
-)
+from sockopt_trace.analyzer.filters import Filters, Window
+from sockopt_trace.analyzer.recording import Recording, first_line
+from sockopt_trace.analyzer.span import RecordingSpan
+from sockopt_trace.analyzer.views import ViewNames, file_paths, register, sql_string
 from sockopt_trace.errors import UserError
 
-
-def macros() -> list[str]:
-    """The DuckDB-only functions the views and canned queries use.
-
-    ns_to_time(ns): ns since the epoch -> TIMESTAMP (UTC); Spark: timestamp_micros(ns div 1000).
-    level_label(level), optname_label(level, optname), errno_label(errno): the names of
-    `names`, an unknown value as its number (errno 0 is OK); on another engine, a join with the
-    level_names / optname_names / errno_names tables. Lists are indexed 1-based, and a negative
-    index would count from the end, hence the range checks.
-    """
-    options = " ".join(
-        f"WHEN {level} THEN {_list(table)}[o + 1]" for level, table in names.OPTNAMES.items()
-    )
-    top_option = max(max(t) for t in names.OPTNAMES.values())
-    return [
-        "CREATE OR REPLACE MACRO ns_to_time(ns) AS make_timestamp(ns // 1000)",
-        "CREATE OR REPLACE MACRO level_label(lv) AS coalesce(CASE WHEN lv BETWEEN 0 AND "
-        f"{max(names.LEVELS)} THEN {_list(names.LEVELS)}[lv + 1] END, CAST(lv AS VARCHAR))",
-        "CREATE OR REPLACE MACRO optname_label(lv, o) AS coalesce(CASE WHEN o BETWEEN 0 AND "
-        f"{top_option} THEN CASE lv {options} END END, CAST(o AS VARCHAR))",
-        f"CREATE OR REPLACE MACRO errno_label(e) AS CASE WHEN e = 0 THEN '{names.OK}' ELSE "
-        f"coalesce(CASE WHEN e BETWEEN 1 AND {max(names.ERRNOS)} THEN {_list(names.ERRNOS)}"
-        "[e + 1] END, CAST(e AS VARCHAR)) END",
-    ]
+SANDBOX_HINT = "SQL here reads only the recording; --allow-external-sql lifts this"
+_SANDBOX_ERRORS = ("disabled by configuration", "configuration has been locked")
 
 
-def _list(table: Mapping[int, str]) -> str:
-    """A SQL list literal whose element i + 1 is table[i] (NULL where there is none)."""
-    items = (sql_string(table[i]) if i in table else "NULL" for i in range(max(table) + 1))
-    return f"[{', '.join(items)}]"
+@dataclass(frozen=True)
+class Source:
+    """A recording to put on a connection: its filters, and where its views go."""
+
+    recording: Recording
+    filters: Filters = field(default_factory=Filters)
+    names: ViewNames = field(default_factory=ViewNames)
 
 
-def connect(rec: Recording, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views of `rec` registered. No progress bar: it
-    would write to stderr, even into pipes, on long queries."""
-    config: dict[str, object] = {"enable_progress_bar": False}
-    if threads:
-        config["threads"] = threads
-    con = duckdb.connect(config=config)
-    register(con, rec)
-    return con
+@dataclass
+class Loaded:
+    """One recording on a connection: the files read, the window and spans after the filters."""
+
+    recording: Recording
+    con: duckdb.DuckDBPyConnection
+    filters: Filters = field(default_factory=Filters)
+    window: Window = field(default_factory=Window)
+    names: ViewNames = field(default_factory=ViewNames)
+    spans: dict[str, RecordingSpan] = field(default_factory=dict)
+
+    @property
+    def since_ns(self) -> int | None:
+        return self.window.since_ns
+
+    @property
+    def until_ns(self) -> int | None:
+        return self.window.until_ns
 
 
-def register(
-    con: duckdb.DuckDBPyConnection,
-    rec: Recording,
+# A hook that adds tables or views to the connection before it is sealed; it gets the recordings
+# as registered and returns the paths (files, directories) its views go on reading afterwards.
+Setup = Callable[[duckdb.DuckDBPyConnection, Sequence[Loaded]], Iterable[str]]
+
+
+def connect(
+    sources: Sequence[Source],
     *,
-    events: str = "events",
-    files: str = "files",
     skip_bad: bool = False,
-) -> Recording:
-    """Create the views of `rec` on `con` under the given names (two recordings can share one
-    connection under different names); returns the recording registered, which lacks the files
-    DuckDB could not read when `skip_bad` (otherwise such a file is a UserError)."""
-    for macro in macros():
-        con.execute(macro)
-    _create_name_tables(con)
+    threads: int | None = None,
+    setup: Sequence[Setup] = (),
+    allow_external: bool = False,
+) -> list[Loaded]:
+    """A new in-memory connection with every source registered and filtered, sealed unless
+    `allow_external`; one `Loaded` per source, all on the same connection."""
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
     try:
-        _create_views(con, rec, events, files)
-    except UnreadableFiles as err:
-        if not err.files:
-            raise
-        rec = rec.leave_out(err.files, skip_bad=skip_bad)
-        _create_views(con, rec, events, files)
-    return rec
+        con.execute("SET enable_progress_bar = false")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        loaded = []
+        for source in sources:
+            rec, window, spans = register(
+                con,
+                source.recording,
+                source.names,
+                lambda r, f=source.filters: f.window(r.start_ns),
+                skip_bad=skip_bad,
+            )
+            loaded.append(Loaded(rec, con, source.filters, window, source.names, spans))
+        paths = [p for item in loaded for p in file_paths(item.recording)]
+        for hook in setup:
+            paths += list(hook(con, loaded))
+        if not allow_external:
+            seal(con, paths)
+        for item in loaded:
+            filter_events(con, item.filters.where, item.window, item.names)
+    except BaseException:
+        con.close()
+        raise
+    return loaded
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, rec: Recording, events: str, files: str) -> None:
-    con.execute(f"DROP TABLE IF EXISTS {files}")
-    con.from_arrow(files_table(rec)).create(files)
-    try:
-        # DuckDB parses footers with its own reader, and a file's only when a scan reaches it:
-        # read them all now, so that damage pyarrow missed is named here, not mid-report.
-        con.execute(f"SELECT count(*) FROM parquet_file_metadata({_paths(rec.files)})")
-        con.execute(f"CREATE OR REPLACE VIEW {events}_all AS {events_sql(rec)}")
-    except duckdb.Error as err:
-        raise UnreadableFiles(unreadable_files(con, rec), first_line(err)) from None
-    filter_events(con, events=events)
-
-
-class UnreadableFiles(UserError):
-    """Files that passed the footer checks (pyarrow) but that DuckDB cannot read."""
-
-    def __init__(self, files: list[SkippedFile], message: str) -> None:
-        first = f"{files[0].path}: {files[0].problem} ({SKIP_HINT})" if files else message
-        super().__init__(first if files else f"cannot read the recording: {message}")
-        self.files = files
-
-
-def unreadable_files(con: duckdb.DuckDBPyConnection, rec: Recording) -> list[SkippedFile]:
-    """Each file DuckDB cannot open on its own (found only after reading them together failed,
-    so the common case costs nothing)."""
-    bad = []
-    for f in rec.files:
-        try:
-            con.execute(f"SELECT count(*) FROM parquet_file_metadata({_paths([f])})")
-        except duckdb.Error as err:
-            problem = f"damaged Parquet file, DuckDB cannot read it ({first_line(err)})"
-            bad.append(SkippedFile(f.path, problem))
-    return bad
+def seal(con: duckdb.DuckDBPyConnection, allowed_paths: Sequence[str]) -> None:
+    """No file, network or extension access but `allowed_paths`, and no way to change that."""
+    listed = ", ".join(sql_string(p) for p in dict.fromkeys(allowed_paths))
+    con.execute(f"SET allowed_paths = [{listed}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def filter_events(
     con: duckdb.DuckDBPyConnection,
-    *,
     where: str | None = None,
-    since_ns: int | None = None,
-    until_ns: int | None = None,
-    events: str = "events",
+    window: Window = Window(),
+    names: ViewNames = ViewNames(),
 ) -> None:
-    """Redefine `events` as the rows of `events_all` that pass the filters.
+    """Define `events` as the rows of `events_all` that pass the filters.
 
     `where` is user SQL by design (a boolean expression over the view's columns); it is put on
     its own lines so that a trailing `--` comment cannot swallow the rest, and the view must stay
@@ -158,71 +129,20 @@ def filter_events(
     conditions = []
     if where and where.strip():
         conditions.append(f"(\n{where}\n)")
-    if since_ns is not None:
-        conditions.append(f"ts_ns >= {int(since_ns)}")
-    if until_ns is not None:
-        conditions.append(f"ts_ns < {int(until_ns)}")
+    if window.since_ns is not None:
+        conditions.append(f"ts_ns >= {int(window.since_ns)}")
+    if window.until_ns is not None:
+        conditions.append(f"ts_ns < {int(window.until_ns)}")
     clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    sql = f"CREATE OR REPLACE VIEW {events} AS SELECT * FROM {events}_all{clause}"
+    sql = f"CREATE OR REPLACE VIEW {names.events} AS SELECT * FROM {names.events_all}{clause}"
     try:
         if len(con.extract_statements(sql)) != 1:
             raise UserError(f"bad --where {where!r}: give one condition, not several statements")
         con.execute(sql)
         if where:
-            con.execute(f"SELECT * FROM {events} LIMIT 0")  # bind now: name the bad column here
+            con.execute(f"SELECT * FROM {names.events} LIMIT 0")  # bind now: name the bad column
     except duckdb.Error as err:
-        raise UserError(f"bad --where {where!r}: {first_line(err)}") from None
-
-
-def events_sql(rec: Recording) -> str:
-    """SELECT over the files with decoded names; files of different recordings, or that sample
-    stacks at different periods, are read in separate `read_parquet` calls, so that each row
-    knows its recording (`recording_id`, as in `files`) and its stack weight."""
-    by_part: dict[tuple[int, str], list[RecordingFile]] = {}
-    for f in rec.files:
-        period = max(1, f.meta.stack_sample_period) if f.meta.stacks == "full" else 1
-        by_part.setdefault((period, f.meta.recording_id), []).append(f)
-    mixed = len({f.columns for f in rec.files}) > 1
-    options = ", union_by_name = true" if mixed else ""
-    parts = [
-        f"SELECT *, CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight, "
-        f"{sql_string(recording_id)} AS recording_id "
-        f"FROM read_parquet({_paths(files)}{options})"
-        for (period, recording_id), files in sorted(by_part.items())
-    ]
-    source = "\nUNION ALL BY NAME\n".join(parts)
-    return f"""
-SELECT *,
-    ns_to_time(ts_ns) AS time,
-    level_label(level) AS level_name,
-    optname_label(level, optname) AS optname_name,
-    CASE WHEN ret < 0 THEN -ret ELSE 0 END AS errno,
-    errno_label(CASE WHEN ret < 0 THEN -ret ELSE 0 END) AS errno_name
-FROM ({source})
-"""
-
-
-def _create_name_tables(con: duckdb.DuckDBPyConnection) -> None:
-    tables = {
-        "level_names": {
-            "level": pa.array(list(names.LEVELS), pa.int32()),
-            "level_name": list(names.LEVELS.values()),
-        },
-        "optname_names": {
-            "level": pa.array(
-                [lv for lv, opts in names.OPTNAMES.items() for _ in opts], pa.int32()
-            ),
-            "optname": pa.array([o for opts in names.OPTNAMES.values() for o in opts], pa.int32()),
-            "optname_name": [n for opts in names.OPTNAMES.values() for n in opts.values()],
-        },
-        "errno_names": {
-            "errno": pa.array(list(names.ERRNOS), pa.int32()),
-            "errno_name": list(names.ERRNOS.values()),
-        },
-    }
-    for name, columns in tables.items():
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-        con.from_arrow(pa.table(columns)).create(name)
+        raise UserError(f"bad --where {where!r}: {sql_error(err)}") from None
 
 
 def execute(
@@ -232,14 +152,12 @@ def execute(
     try:
         return con.execute(sql, dict(params) if params else None)
     except duckdb.Error as err:
-        raise UserError(f"query failed: {first_line(err)}") from None
+        raise UserError(f"query failed: {sql_error(err)}") from None
 
 
-def _paths(files: Sequence[RecordingFile]) -> str:
-    """A SQL list of the files' absolute paths (DuckDB resolves relative ones from its cwd)."""
-    return f"[{', '.join(sql_string(str(f.path.resolve())) for f in files)}]"
-
-
-def sql_string(value: str) -> str:
-    """A SQL string literal (quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
+def sql_error(err: duckdb.Error) -> str:
+    """DuckDB's message in one line, saying why when the sandbox refused."""
+    message = first_line(err)
+    if any(s in message for s in _SANDBOX_ERRORS):
+        return f"{message} ({SANDBOX_HINT})"
+    return message

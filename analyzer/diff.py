@@ -30,8 +30,6 @@ time spent in getsockopt per second of wall clock. See docs/diff.md.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib.resources
 import itertools
 import json
 import math
@@ -42,11 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 
 from sockopt_trace.analyzer import stats
-from sockopt_trace.analyzer.database import execute
+from sockopt_trace.analyzer.database import Loaded, execute
 from sockopt_trace.analyzer.diffsettings import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_CHANGE,
@@ -54,10 +51,11 @@ from sockopt_trace.analyzer.diffsettings import (
     MIN_ERROR_POINTS,
 )
 from sockopt_trace.analyzer.dimensions import parse_by
-from sockopt_trace.analyzer.load import Loaded, load
+from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.load import load_pair
 from sockopt_trace.analyzer.recording import Recording
 from sockopt_trace.analyzer.render import Result, human
-from sockopt_trace.analyzer.reports import Report, parse_report, prepare
+from sockopt_trace.analyzer.reports import Report, load_queries, prepare
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata
 
@@ -71,13 +69,9 @@ SIGNIFICANT = " *"  # marks in the human tables
 NOT_TESTED = " ~"
 
 
-@functools.cache
 def diff_queries() -> dict[str, Report]:
     """The canned diff queries, `queries/diff/*.sql`, by name (groups, latency)."""
-    root = importlib.resources.files("sockopt_trace.queries").joinpath("diff")
-    items = sorted((i for i in root.iterdir() if i.name.endswith(".sql")), key=lambda i: i.name)
-    reports = (parse_report(i.read_text(), f"diff/{i.name}") for i in items)
-    return {r.name: r for r in reports}
+    return load_queries("diff")
 
 
 @dataclass(frozen=True)
@@ -356,31 +350,25 @@ def diff(
     new: Sequence[str | Path],
     *,
     by: Sequence[str] | str | None = None,
-    where: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    filters: Filters = Filters(),
     alpha: float = DEFAULT_ALPHA,
     min_change: float = DEFAULT_MIN_CHANGE,
     skip_bad: bool = False,
+    allow_external: bool = False,
 ) -> DiffResult:
     """Compare recording `new` with recording `base` (each: files, directories or globs).
 
-    `by`: dimensions of the report allow-list (default comm, level, optname); `where`,
-    `since`, `until` as for reports, applied to both (offsets from each recording's start).
-    Raises UserError on bad input.
+    `by`: dimensions of the report allow-list (default comm, level, optname); `filters` as for
+    reports, applied to both (offsets from each recording's start). Raises UserError on bad
+    input.
     """
     if not 0 < alpha < 1:
         raise UserError(f"bad --alpha {alpha:g}: between 0 and 1, e.g. 0.01")
     if not 0 <= min_change < 100:
         raise UserError(f"bad --min-change {min_change:g}: a fraction, e.g. 0.1 for 10%")
     dims = tuple(parse_by(by)) if by else tuple(diff_queries()["groups"].by or ())
-    kwargs: dict[str, Any] = {"skip_bad": skip_bad, "where": where, "since": since, "until": until}
-    # No DuckDB progress bar: it would write to stderr between our warnings, pipes included.
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    b = load(base, con=con, events="base_events", files="base_files", **kwargs)
+    b, n = load_pair(base, new, filters, skip_bad=skip_bad, allow_external=allow_external)
     try:
-        n = load(new, con=b.con, events="new_events", files="new_files", **kwargs)
         sides = (_side("base", base, b), _side("new", new, n))
         rows = _compare(b, dims, sides)
         callsites: list[_Group] = []

@@ -28,10 +28,10 @@ import pyarrow.csv as pacsv
 
 from sockopt_trace import __version__
 from sockopt_trace.analyzer.database import execute, sql_string
-from sockopt_trace.analyzer.info import to_datetime
 from sockopt_trace.analyzer.load import Loaded
 from sockopt_trace.analyzer.recording import first_line
 from sockopt_trace.analyzer.stacks import folded_stacks, stack_source
+from sockopt_trace.analyzer.timespec import iso
 from sockopt_trace.errors import UserError
 
 FORMATS = ("folded", "speedscope", "chrome", "csv")
@@ -140,7 +140,7 @@ def _chrome(loaded: Loaded, out: BinaryIO, weight: str) -> int:
             "exporter": f"sockopt-trace {__version__}",
             "recording": _title(loaded),
             "hosts": ", ".join(hosts),
-            "start_time": _iso(start_ns),
+            "start_time": iso(start_ns),
             "start_ns": start_ns,
         },
     }
@@ -223,8 +223,4 @@ def _reader(loaded: Loaded, sql: str) -> pa.RecordBatchReader:
 
 def _title(loaded: Loaded) -> str:
     rec = loaded.recording
-    return f"getsockopt on {', '.join(rec.hosts)} from {_iso(rec.start_ns)}"
-
-
-def _iso(ns: int) -> str:
-    return to_datetime(ns).isoformat(timespec="microseconds") + "Z"
+    return f"getsockopt on {', '.join(rec.hosts)} from {iso(rec.start_ns)}"

@@ -5,7 +5,6 @@ Also the `files` table of the DuckDB views, so both show the same facts.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shlex
 from collections import defaultdict
@@ -16,9 +15,9 @@ import pyarrow as pa
 from sockopt_trace import schema
 from sockopt_trace.analyzer.recording import Recording, RecordingFile
 from sockopt_trace.analyzer.render import Result
+from sockopt_trace.analyzer.timespec import to_datetime
 
 FIRST_SEQUENCE = 1  # the recorder numbers a recording's files 1, 2, 3, ...
-_EPOCH = dt.datetime(1970, 1, 1)
 
 
 def files_table(rec: Recording) -> pa.Table:
@@ -51,11 +50,6 @@ def files_table(rec: Recording) -> pa.Table:
 
 def _timestamps(ns: list[int]) -> pa.Array:
     return pa.array([n // 1000 for n in ns], pa.timestamp("us"))
-
-
-def to_datetime(ns: int) -> dt.datetime:
-    """Naive UTC datetime (microseconds), like DuckDB's TIMESTAMP values."""
-    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
 
 
 def describe(rec: Recording) -> list[Result]:

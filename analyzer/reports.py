@@ -127,15 +127,23 @@ def parse_report(text: str, source: str) -> Report:
 
 
 @functools.cache
-def load_reports() -> dict[str, Report]:
-    """All canned reports by name, from the package's `queries/*.sql`."""
+def load_queries(folder: str = "") -> dict[str, Report]:
+    """The queries of the package's `queries/` by name: the canned reports, or with `folder`
+    the queries that one command runs (`diff`, `html`), which share the format."""
     root = importlib.resources.files("sockopt_trace.queries")
+    if folder:
+        root = root.joinpath(folder)
     reports = {}
     for item in sorted(root.iterdir(), key=lambda i: i.name):
         if item.name.endswith(".sql"):
-            report = parse_report(item.read_text(), item.name)
+            report = parse_report(item.read_text(), f"{folder}/{item.name}".lstrip("/"))
             reports[report.name] = report
     return reports
+
+
+def load_reports() -> dict[str, Report]:
+    """The canned reports, `queries/*.sql`, by name."""
+    return load_queries()
 
 
 def get_report(name: str) -> Report:

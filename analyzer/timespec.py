@@ -1,4 +1,10 @@
-"""`--since` / `--until`: a wall-clock time, or an offset from the start of the recording."""
+"""Wall-clock time in the analyzer: the one conversion between ns since the epoch and datetimes,
+and `--since` / `--until` (a wall-clock time, or an offset from the start of the recording).
+
+The files store int64 ns since the Unix epoch, UTC; DuckDB's TIMESTAMP and Python's datetime
+hold microseconds. Conversions go through integers only (a float of seconds since 1970 keeps
+no more than a few hundred ns), and the datetimes are naive UTC, like DuckDB's TIMESTAMP values.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,26 @@ import re
 from sockopt_trace.errors import UserError
 from sockopt_trace.units import parse_duration
 
+EPOCH = dt.datetime(1970, 1, 1)
 _OFFSET = re.compile(r"\+?\s*\d+(\.\d+)?\s*[a-z]*")
+
+
+def to_datetime(ns: int) -> dt.datetime:
+    """Naive UTC datetime of `ns` since the epoch (to the microsecond, rounded down)."""
+    return EPOCH + dt.timedelta(microseconds=ns // 1000)
+
+
+def to_ns(when: dt.datetime) -> int:
+    """ns since the epoch of a datetime: naive is UTC (as DuckDB's TIMESTAMP), aware converted."""
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    delta = when - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def iso(ns: int) -> str:
+    """'2025-01-31T12:00:00.123456Z': ISO 8601 UTC, microseconds always shown."""
+    return to_datetime(ns).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time_bound(text: str, origin_ns: int, option: str = "--since") -> int:
@@ -24,7 +49,4 @@ def parse_time_bound(text: str, origin_ns: int, option: str = "--since") -> int:
             f"bad {option} {text!r}: give a time like 2025-01-31T12:00:00 (UTC unless it has an "
             "offset) or an offset from the recording's start like 30s, 5m or 1h"
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    return to_ns(when)

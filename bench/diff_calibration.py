@@ -21,14 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sockopt_trace.analyzer import diff as d  # noqa: E402
-from sockopt_trace.analyzer.load import load  # noqa: E402
+from sockopt_trace.analyzer.load import load_pair  # noqa: E402
 from tests.synth import write_recording  # noqa: E402
 
 
 def raw_p_values(base: Path, new: Path, dims: tuple[str, ...]) -> dict[str, list[float]]:
     """Every test's p-value before the Bonferroni correction (one test in all)."""
-    b = load([base], events="base_events", files="base_files")
-    n = load([new], con=b.con, events="new_events", files="new_files")
+    b, n = load_pair([base], [new])
     sides = (d._side("base", [base], b), d._side("new", [new], n))
     groups = d._finish(d._compare(b, dims, sides), sides, 1, d.DEFAULT_ALPHA, 0.0)
     b.con.close()

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sockopt_trace.analyzer.dimensions import parse_by
-from sockopt_trace.analyzer.htmlreport.data import DEFAULT_BY, Filters, SideData, gather
+from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.htmlreport.data import DEFAULT_BY, SideData, gather
 from sockopt_trace.analyzer.htmlreport.difftable import diff_table_html
 from sockopt_trace.analyzer.htmlreport.page import diff_page, report_page
 from sockopt_trace.analyzer.load import load
@@ -39,12 +40,11 @@ def _side(
     by: Sequence[str],
     top: int,
     skip_bad: bool,
+    allow_external: bool,
 ) -> SideData:
-    loaded = load(
-        specs, skip_bad=skip_bad, where=filters.where, since=filters.since, until=filters.until
-    )
+    loaded = load(specs, filters, skip_bad=skip_bad, allow_external=allow_external)
     try:
-        return gather(" ".join(map(str, specs)), loaded, filters=filters, by=by, top=top)
+        return gather(" ".join(map(str, specs)), loaded, by=by, top=top)
     finally:
         loaded.con.close()
 
@@ -56,11 +56,12 @@ def report_html(
     by: Sequence[str] | str | None = None,
     top: int = 8,
     skip_bad: bool = False,
+    allow_external: bool = False,
 ) -> str:
     """The report page of one recording (files, directories or globs read together)."""
     js, version = plotly_js()
     dims = parse_by(by) if by else list(DEFAULT_BY)
-    side = _side(specs, filters, dims, top, skip_bad)
+    side = _side(specs, filters, dims, top, skip_bad, allow_external)
     return report_page(side).render(js, version)
 
 
@@ -72,6 +73,7 @@ def diff_html(
     by: Sequence[str] | str | None = None,
     top: int = 6,
     skip_bad: bool = False,
+    allow_external: bool = False,
 ) -> str:
     """The page comparing recording `new` with recording `base`: the diff library's table
     (with its tests), then both recordings' distributions, timelines and stacks."""
@@ -83,12 +85,11 @@ def diff_html(
         base,
         new,
         by=dims,
-        where=filters.where,
-        since=filters.since,
-        until=filters.until,
+        filters=filters,
         skip_bad=skip_bad,
+        allow_external=allow_external,
     )
-    sides = [_side(s, filters, dims, top, skip_bad) for s in (base, new)]
+    sides = [_side(s, filters, dims, top, skip_bad, allow_external) for s in (base, new)]
     # Rates on the page over the same spans as the diff's (the union of each one's files).
     sides[0].covered_seconds, sides[1].covered_seconds = result.base.seconds, result.new.seconds
     page = diff_page(*sides, diff_table_html(result), top=top)

@@ -8,20 +8,16 @@ line agree on every number.
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import importlib.resources
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sockopt_trace.analyzer.database import execute
-from sockopt_trace.analyzer.load import Loaded
-from sockopt_trace.analyzer.recording import Recording
-from sockopt_trace.analyzer.reports import Report, parse_report, prepare, run_report
+from sockopt_trace.analyzer.database import Loaded, execute
+from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.reports import load_queries, prepare, run_report
 from sockopt_trace.analyzer.stacks import StackSource, folded_stacks, stack_source
-from sockopt_trace.analyzer.timespec import parse_time_bound
+from sockopt_trace.analyzer.timespec import to_ns
 
 DEFAULT_BY = ("comm", "level", "optname")
 PERCENTILES = (0.5, 0.9, 0.99, 0.999)
@@ -36,21 +32,6 @@ MAX_BUCKETS = 300  # time buckets of the timeline at most
 INTERVALS_NS = tuple(m * 10**e for e in range(6, 10) for m in (1, 2, 5)) + tuple(
     s * 10**9 for s in (10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400)
 )
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What the analysis left out: --where, --since, --until as the user gave them."""
-
-    where: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-    def describe(self) -> str:
-        parts = [f"{k} {v}" for k, v in (("--since", self.since), ("--until", self.until)) if v]
-        if self.where:
-            parts.append(f"--where {self.where}")
-        return ", ".join(parts) or "none"
 
 
 @dataclass
@@ -79,7 +60,6 @@ class SideData:
 
     title: str  # what the recording was given as
     loaded: Loaded
-    filters: Filters
     by: tuple[str, ...]
     summary: dict[str, Any]
     facts: dict[str, Any]
@@ -96,12 +76,16 @@ class SideData:
     covered_seconds: float | None = None  # set by the diff page: the diff library's span
 
     @property
+    def filters(self) -> Filters:
+        return self.loaded.filters
+
+    @property
     def start_ns(self) -> int:
-        return window(self.loaded.recording, self.filters)[0]
+        return window(self.loaded)[0]
 
     @property
     def end_ns(self) -> int:
-        return window(self.loaded.recording, self.filters)[1]
+        return window(self.loaded)[1]
 
     @property
     def seconds(self) -> float:
@@ -111,28 +95,17 @@ class SideData:
         return max(self.end_ns - self.start_ns, 1_000_000) / 1e9
 
 
-def window(rec: Recording, filters: Filters) -> tuple[int, int]:
+def window(loaded: Loaded) -> tuple[int, int]:
     """(start, end) ns of the recording's span, narrowed by --since/--until."""
-    start, end = rec.start_ns, rec.end_ns
-    if filters.since:
-        start = max(start, parse_time_bound(filters.since, rec.start_ns, "--since"))
-    if filters.until:
-        end = min(end, parse_time_bound(filters.until, rec.start_ns, "--until"))
+    rec = loaded.recording
+    start, end = loaded.window.clip(rec.start_ns, rec.end_ns)
     return start, max(start, end)
-
-
-@functools.cache
-def html_query(name: str) -> Report:
-    """A query of `queries/html/`: the report format, but used by the pages only."""
-    path = importlib.resources.files("sockopt_trace.queries") / "html" / f"{name}.sql"
-    return parse_report(path.read_text(), f"html/{name}.sql")
 
 
 def gather(
     title: str,
     loaded: Loaded,
     *,
-    filters: Filters = Filters(),
     by: Sequence[str] = DEFAULT_BY,
     top: int = 8,
     top_rows: int = 15,
@@ -153,14 +126,13 @@ def gather(
     return SideData(
         title=title,
         loaded=loaded,
-        filters=filters,
         by=by,
         summary=summary,
         facts=recording_facts(loaded),
         overall=overall_distribution(loaded, groups_by_host=histograms(loaded, ("host",), 10**6)),
         groups=groups,
         latency=latency,
-        timeline=timeline(loaded, *window(loaded.recording, filters)),
+        timeline=timeline(loaded, *window(loaded)),
         stack_source=source,
         stacks=top_stacks(loaded, source),
         errors={
@@ -181,7 +153,7 @@ def gather(
 def histograms(loaded: Loaded, by: Sequence[str], top: int) -> list[Distribution]:
     """The `top` busiest groups' latency histograms, busiest first."""
     params = {"top": top, "bins_per_decade": BINS_PER_DECADE}
-    sql, values = prepare(html_query("histogram"), by=list(by), params=params)
+    sql, values = prepare(load_queries("html")["histogram"], by=list(by), params=params)
     cursor = execute(loaded.con, sql, values)
     columns = [d[0] for d in cursor.description]
     groups: dict[tuple[str, ...], Distribution] = {}
@@ -230,7 +202,7 @@ def timeline(loaded: Loaded, start_ns: int, end_ns: int) -> Timeline:
         return Timeline(interval, start_ns - start_ns % interval, [], [], [], [])
     # The report's buckets start at multiples of the interval since the epoch.
     first = start_ns - start_ns % interval
-    index = {_ns(r["time"]) // interval - first // interval: r for r in rows}
+    index = {to_ns(r["time"]) // interval - first // interval: r for r in rows}
     count = max(max(index) + 1, 1)
     lo = min(0, min(index))
     calls, errors, p99, mean = [], [], [], []
@@ -241,12 +213,6 @@ def timeline(loaded: Loaded, start_ns: int, end_ns: int) -> Timeline:
         p99.append(float(r["p99_ns"]) if r else None)
         mean.append(float(r["mean_ns"]) if r else None)
     return Timeline(interval, first + lo * interval, calls, errors, p99, mean)
-
-
-def _ns(value: Any) -> int:
-    """A DuckDB TIMESTAMP (naive UTC datetime) as ns since the epoch."""
-    delta = value - dt.datetime(1970, 1, 1)
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
 
 def top_stacks(loaded: Loaded, source: StackSource) -> list[tuple[str, int, int]]:

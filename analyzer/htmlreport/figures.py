@@ -18,7 +18,7 @@ from sockopt_trace.analyzer.htmlreport.data import (
     Timeline,
 )
 from sockopt_trace.analyzer.htmlreport.fmt import duration, percent
-from sockopt_trace.analyzer.info import to_datetime
+from sockopt_trace.analyzer.timespec import to_datetime
 
 PALETTE = (
     "#1f77b4",

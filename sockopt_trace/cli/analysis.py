@@ -13,7 +13,8 @@ import typer
 from sockopt_trace.errors import ExitCode
 
 if TYPE_CHECKING:
-    from sockopt_trace.analyzer.load import Loaded
+    from sockopt_trace.analyzer.database import Loaded
+    from sockopt_trace.analyzer.filters import Filters
     from sockopt_trace.analyzer.render import Result
 
 
@@ -71,6 +72,16 @@ By = Annotated[
 ]
 
 
+AllowExternal = Annotated[
+    bool,
+    typer.Option(
+        "--allow-external-sql",
+        help="Let SQL (--where, query) read and write other files, the network and extensions; "
+        "by default it reads the recording only.",
+    ),
+]
+
+
 def warn(message: str) -> None:
     print(f"sockopt-trace: warning: {message}", file=sys.stderr)
 
@@ -79,15 +90,15 @@ def open_and_warn(
     recs: Sequence[str],
     *,
     skip_bad: bool,
-    where: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    filters: Filters | None = None,
+    allow_external: bool = False,
 ) -> Loaded:
     """Load the recording; what the user should know (lost events, files left out) goes to
     stderr, one line each, so stdout stays machine-readable."""
+    from sockopt_trace.analyzer.filters import Filters
     from sockopt_trace.analyzer.load import load
 
-    loaded = load(recs, skip_bad=skip_bad, where=where, since=since, until=until)
+    loaded = load(recs, filters or Filters(), skip_bad=skip_bad, allow_external=allow_external)
     for line in loaded.recording.notices():
         warn(line)
     return loaded

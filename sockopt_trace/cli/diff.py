@@ -15,6 +15,7 @@ from sockopt_trace.analyzer.diffsettings import (
 )
 from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.cli.analysis import (
+    AllowExternal,
     By,
     Format,
     FormatOpt,
@@ -103,8 +104,10 @@ def diff_command(
         ),
     ] = f"{DEFAULT_MIN_CHANGE * 100:g}%",
     skip_bad: SkipBad = False,
+    allow_external: AllowExternal = False,
 ) -> None:
     from sockopt_trace.analyzer.diff import diff, parse_fail_on, regressions
+    from sockopt_trace.analyzer.filters import Filters
 
     rules = parse_fail_on(fail_on)  # bad input fails before the recordings are read
     dims = parse_by(by) if by else None
@@ -114,12 +117,11 @@ def diff_command(
         [base],
         [new],
         by=dims,
-        where=where,
-        since=since,
-        until=until,
+        filters=Filters(where, since, until),
         alpha=alpha,
         min_change=parse_percent(min_change, "--min-change"),
         skip_bad=skip_bad,
+        allow_external=allow_external,
     )
     human = fmt in (Format.table, Format.markdown)
     sections: Result | list[Result]

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.cli.analysis import Recs, Since, SkipBad, Until, Where, open_and_warn
+from sockopt_trace.cli.analysis import (
+    AllowExternal,
+    Recs,
+    Since,
+    SkipBad,
+    Until,
+    Where,
+    open_and_warn,
+)
 from sockopt_trace.cli.app import app
 from sockopt_trace.cli.output import output_stream
 
@@ -57,10 +65,13 @@ def export(
     since: Since = None,
     until: Until = None,
     skip_bad: SkipBad = False,
+    allow_external: AllowExternal = False,
 ) -> None:
     from sockopt_trace.analyzer.export import export as write_export
+    from sockopt_trace.analyzer.filters import Filters
 
-    loaded = open_and_warn(recs, skip_bad=skip_bad, where=where, since=since, until=until)
+    filters = Filters(where, since, until)
+    loaded = open_and_warn(recs, skip_bad=skip_bad, filters=filters, allow_external=allow_external)
     with output_stream(output) as out:
         n = write_export(loaded, fmt.value, out, weight=weight.value)
     if output is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.cli.analysis import Since, SkipBad, Until, Where
+from sockopt_trace.cli.analysis import AllowExternal, Since, SkipBad, Until, Where
 from sockopt_trace.cli.app import app
 from sockopt_trace.cli.output import output_stream
 
@@ -48,6 +48,7 @@ def html(
     since: Since = None,
     until: Until = None,
     skip_bad: SkipBad = False,
+    allow_external: AllowExternal = False,
 ) -> None:
     if len(recs) > 2:
         raise typer.BadParameter(
@@ -55,13 +56,21 @@ def html(
             "as one recording, give their directory or a quoted glob",
             param_hint="REC [NEW]",
         )
-    from sockopt_trace.analyzer.htmlreport import Filters, diff_html, report_html
+    from sockopt_trace.analyzer.filters import Filters
+    from sockopt_trace.analyzer.htmlreport import diff_html, report_html
 
     filters = Filters(where, since, until)
+    options = {
+        "filters": filters,
+        "by": by,
+        "top": top,
+        "skip_bad": skip_bad,
+        "allow_external": allow_external,
+    }
     if len(recs) == 1:
-        text = report_html(recs, filters=filters, by=by, top=top, skip_bad=skip_bad)
+        text = report_html(recs, **options)
     else:
-        text = diff_html([recs[0]], [recs[1]], filters=filters, by=by, top=top, skip_bad=skip_bad)
+        text = diff_html([recs[0]], [recs[1]], **options)
     data = text.encode()
     with output_stream(output) as out:
         out.write(data)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from sockopt_trace.cli.analysis import Format, FormatOpt, MaxRows, SkipBad, emit, open_and_warn
+from sockopt_trace.cli.analysis import (
+    AllowExternal,
+    Format,
+    FormatOpt,
+    MaxRows,
+    SkipBad,
+    emit,
+    open_and_warn,
+)
 from sockopt_trace.cli.app import app
 from sockopt_trace.errors import UserError
 
@@ -38,12 +46,13 @@ def query(
     fmt: FormatOpt = Format.table,
     skip_bad: SkipBad = False,
     max_rows: MaxRows = 1000,
+    allow_external: AllowExternal = False,
 ) -> None:
     from sockopt_trace.analyzer.database import execute
     from sockopt_trace.analyzer.render import Result
 
     recs, sql = split_sql(args, file)
-    loaded = open_and_warn(recs, skip_bad=skip_bad)
+    loaded = open_and_warn(recs, skip_bad=skip_bad, allow_external=allow_external)
     cursor = execute(loaded.con, sql)
     if cursor.description is not None:
         emit(Result.from_cursor(cursor), fmt, max_rows)

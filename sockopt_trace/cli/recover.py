@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
 
 from sockopt_trace.cli.analysis import Format, FormatOpt, emit, warn
 from sockopt_trace.cli.app import app
-
-
-def _time(ns: int | None) -> str:
-    if ns is None:
-        return ""
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 @app.command()
@@ -30,6 +23,7 @@ def recover(
     """
     from sockopt_trace.analyzer.recover import recover as run
     from sockopt_trace.analyzer.render import Result
+    from sockopt_trace.analyzer.timespec import to_datetime
 
     outcomes = run(directory, dry_run=dry_run)
     if not outcomes:
@@ -41,8 +35,8 @@ def recover(
             o.action,
             o.new_path.name,
             o.events,
-            _time(o.lost_from_ns),
-            _time(o.lost_to_ns),
+            None if o.lost_from_ns is None else to_datetime(o.lost_from_ns),
+            None if o.lost_to_ns is None else to_datetime(o.lost_to_ns),
         )
         for o in outcomes
     ]

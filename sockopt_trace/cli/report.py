@@ -9,6 +9,7 @@ import typer
 
 from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.cli.analysis import (
+    AllowExternal,
     By,
     Format,
     FormatOpt,
@@ -54,15 +55,18 @@ def report(
     fmt: FormatOpt = Format.table,
     skip_bad: SkipBad = False,
     max_rows: MaxRows = 1000,
+    allow_external: AllowExternal = False,
 ) -> None:
     recs, report_name = split_name(args, name)
     params: dict[str, object] = dict(key_value(p) for p in param or [])
     if top is not None:
         params["top"] = top
+    from sockopt_trace.analyzer.filters import Filters
     from sockopt_trace.analyzer.reports import run_report
 
     dims = parse_by(by) if by else None
-    loaded = open_and_warn(recs, skip_bad=skip_bad, where=where, since=since, until=until)
+    filters = Filters(where, since, until)
+    loaded = open_and_warn(recs, skip_bad=skip_bad, filters=filters, allow_external=allow_external)
     emit(run_report(loaded.con, report_name, by=dims, params=params), fmt, max_rows)
 
 

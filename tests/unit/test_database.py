@@ -8,9 +8,9 @@ import duckdb
 import pytest
 
 from sockopt_trace.analyzer import names
-from sockopt_trace.analyzer.database import macros
 from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.recording import BadFile, read_file
+from sockopt_trace.analyzer.views import macros
 from sockopt_trace.errors import UserError
 from tests.synth import write_recording
 

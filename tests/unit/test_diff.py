@@ -17,6 +17,7 @@ import pytest
 
 from sockopt_trace.analyzer import diff as diff_module
 from sockopt_trace.analyzer.diff import DiffResult, GroupDiff, diff, parse_fail_on, regressions
+from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.render import render
 from sockopt_trace.errors import UserError
 from tests.synth import synth_events, write_events, write_recording
@@ -207,10 +208,10 @@ def test_min_change_and_alpha_decide_what_is_significant(
 
 
 def test_where_since_until_apply_to_both(changed: tuple[Path, Path, pa.Table, pa.Table]) -> None:
-    only = diff([changed[0]], [changed[1]], where="comm = 'curl'")
+    only = diff([changed[0]], [changed[1]], filters=Filters(where="comm = 'curl'"))
     assert {g.key[0] for g in only.groups} == {"curl"}
     assert group(only, "curl", "SOL_SOCKET", "SO_ERROR").significant == ["rate"]
-    half = diff([changed[0]], [changed[1]], until="100ms")
+    half = diff([changed[0]], [changed[1]], filters=Filters(until="100ms"))
     assert half.base.seconds == pytest.approx(0.1, rel=1e-6)
     assert half.new.seconds == pytest.approx(0.1, rel=1e-6)
     assert sum(g.calls[0] for g in half.groups) < N * 0.6
@@ -306,9 +307,9 @@ def test_library_bad_inputs(changed: tuple[Path, Path, pa.Table, pa.Table], tmp_
     with pytest.raises(UserError, match="bad --alpha"):
         diff([changed[0]], [changed[1]], alpha=1.5)
     with pytest.raises(UserError, match="bad --where"):
-        diff([changed[0]], [changed[1]], where="nope = 1")
+        diff([changed[0]], [changed[1]], filters=Filters(where="nope = 1"))
     with pytest.raises(UserError, match="covers no time"):
-        diff([changed[0]], [changed[1]], since="1h")
+        diff([changed[0]], [changed[1]], filters=Filters(since="1h"))
 
 
 def test_stack_weights_count_sampled_calls(tmp_path: Path) -> None:

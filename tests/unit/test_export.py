@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pytest
 
 from sockopt_trace.analyzer.export import PID_LIMIT, export
+from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.names import OPTNAMES
 from tests.synth import read_rows, write_recording
@@ -45,7 +46,7 @@ def callsites(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_export(rec: Path | list[Path], fmt: str, weight: str = "calls", **filters: str) -> bytes:
     out = io.BytesIO()
-    loaded = load(rec if isinstance(rec, list) else [rec], **filters)
+    loaded = load(rec if isinstance(rec, list) else [rec], Filters(**filters))
     export(loaded, fmt, out, weight=weight)
     return out.getvalue()
 

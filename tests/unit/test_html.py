@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 import pytest
 from PIL import Image
 
-from sockopt_trace.analyzer.htmlreport import INSTALL_HINT, Filters, diff_html, flame, report_html
+from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.htmlreport import INSTALL_HINT, diff_html, flame, report_html
 from sockopt_trace.analyzer.htmlreport.data import PERCENTILES, gather
 from sockopt_trace.analyzer.htmlreport.figures import cdf_xy
 from sockopt_trace.analyzer.load import load

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 from sockopt_trace import schema
-from sockopt_trace.analyzer.info import describe, to_datetime
+from sockopt_trace.analyzer.info import describe
 from sockopt_trace.analyzer.recording import open_recording
+from sockopt_trace.analyzer.timespec import to_datetime
 from tests.synth import write_recording
 
 

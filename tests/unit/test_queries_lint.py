@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from sockopt_trace.analyzer.database import Loaded
 from sockopt_trace.analyzer.diff import diff_queries
 from sockopt_trace.analyzer.dimensions import DIMENSIONS
-from sockopt_trace.analyzer.load import Loaded, load
+from sockopt_trace.analyzer.load import load, load_pair
 from sockopt_trace.analyzer.reports import (
     PLACEHOLDERS,
     load_reports,
@@ -123,8 +124,7 @@ def test_explains_and_runs_with_every_dimension(path: Path, loaded: Loaded) -> N
 def test_diff_queries_explain_and_run_with_every_dimension(path: Path, tmp_path: Path) -> None:
     write_recording(tmp_path / "a", 3000, seed=8, stacks="full", stack_sample_period=2)
     write_recording(tmp_path / "b", 3000, seed=9, stacks="full")
-    both = load([tmp_path / "a"], events="base_events", files="base_files")
-    load([tmp_path / "b"], con=both.con, events="new_events", files="new_files")
+    both, _ = load_pair([tmp_path / "a"], [tmp_path / "b"])
     report = parse_report(path.read_text(), path.name)
     assert report.name in diff_queries() and report.by
     every = {p.name: 1 for p in report.params if p.name == "min_calls"}  # tiny groups too

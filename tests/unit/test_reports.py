@@ -15,7 +15,9 @@ import pytest
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer import names
-from sockopt_trace.analyzer.load import Loaded, load
+from sockopt_trace.analyzer.database import Loaded
+from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.reports import run_report
 from sockopt_trace.errors import UserError
 from tests.synth import metadata_json, read_rows, synth_events, write_recording, write_with_metadata
@@ -240,16 +242,16 @@ def test_where_since_and_until_filter_events(
     fleet: list[Path], rows: dict[str, np.ndarray]
 ) -> None:
     dirs = sorted({p.parent for p in fleet})
-    nginx = load(dirs, where="comm = 'nginx' AND errno_name = 'OK'")
+    nginx = load(dirs, Filters(where="comm = 'nginx' AND errno_name = 'OK'"))
     (got,) = report(nginx, "summary")
     assert got["events"] == ((rows["comm"] == "nginx") & (rows["ret"] >= 0)).sum()
-    window = load(dirs, since="10ms", until="20ms")
+    window = load(dirs, Filters(since="10ms", until="20ms"))
     start = window.recording.start_ns
     inside = (rows["ts_ns"] >= start + 10_000_000) & (rows["ts_ns"] < start + 20_000_000)
     assert 0 < inside.sum() < len(inside)
     assert report(window, "summary")[0]["events"] == inside.sum()
     iso = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=(start + 10_000_000) // 1000)
-    absolute = load(dirs, since=iso.isoformat(), until="20ms")
+    absolute = load(dirs, Filters(since=iso.isoformat(), until="20ms"))
     assert report(absolute, "summary")[0]["events"] == pytest.approx(inside.sum(), abs=2)
 
 
@@ -271,12 +273,12 @@ def test_report_arguments_are_checked(loaded: Loaded) -> None:
 def test_bad_where_is_one_line_error(fleet: list[Path]) -> None:
     for where in ("no_such_column = 1", "comm = ", "comm = 'x'); DROP TABLE files; SELECT (1"):
         with pytest.raises(UserError) as info:
-            load([fleet[0].parent], where=where)
+            load([fleet[0].parent], Filters(where=where))
         assert "\n" not in str(info.value) and "--where" in str(info.value)
 
 
 def test_where_comment_cannot_swallow_the_rest(fleet: list[Path]) -> None:
-    got = load([fleet[0].parent], where="pid = 1200 -- only nginx", until="5ms")
+    got = load([fleet[0].parent], Filters(where="pid = 1200 -- only nginx", until="5ms"))
     (summary,) = report(got, "summary")
     assert summary["events"] > 0 and summary["processes"] == 1
 
