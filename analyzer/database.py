@@ -89,7 +89,7 @@ def connect(
                 con,
                 source.recording,
                 source.names,
-                lambda r, f=source.filters: f.window(r.start_ns),
+                source.filters,
                 skip_bad=skip_bad,
             )
             loaded.append(Loaded(rec, con, source.filters, window, source.names, spans))

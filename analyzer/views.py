@@ -23,14 +23,14 @@ Views and tables (with a prefix when two recordings share a connection, `ViewNam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
 from sockopt_trace.analyzer import names
-from sockopt_trace.analyzer.filters import Window
+from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.info import files_table
 from sockopt_trace.analyzer.recording import (
     SKIP_HINT,
@@ -78,33 +78,33 @@ def register(
     con: duckdb.DuckDBPyConnection,
     rec: Recording,
     names: ViewNames,
-    window_of: Callable[[Recording], Window],
+    filters: Filters,
     *,
     skip_bad: bool = False,
 ) -> tuple[Recording, Window, dict[str, RecordingSpan]]:
     """Create the views and tables of `rec` on `con` under `names` (two recordings can share
-    one connection under different names): `window_of(rec)` gives the --since/--until window.
+    one connection under different names), with the spans inside the --since/--until window.
     Returns the recording registered, which lacks the files DuckDB could not read when
     `skip_bad` (otherwise such a file is a UserError), its window and its spans."""
     for macro in macros():
         con.execute(macro)
     _create_name_tables(con)
     try:
-        return rec, *_create_views(con, rec, names, window_of)
+        return rec, *_create_views(con, rec, names, filters)
     except UnreadableFiles as err:
         if not err.files:
             raise
         rec = rec.leave_out(err.files, skip_bad=skip_bad)
-        return rec, *_create_views(con, rec, names, window_of)
+        return rec, *_create_views(con, rec, names, filters)
 
 
 def _create_views(
     con: duckdb.DuckDBPyConnection,
     rec: Recording,
     names: ViewNames,
-    window_of: Callable[[Recording], Window],
+    filters: Filters,
 ) -> tuple[Window, dict[str, RecordingSpan]]:
-    window = window_of(rec)
+    window = filters.window(rec.start_ns)
     spans = recording_spans(rec.files, window)
     con.execute(f"DROP TABLE IF EXISTS {names.files}")
     con.from_arrow(files_table(rec)).create(names.files)

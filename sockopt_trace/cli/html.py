@@ -60,17 +60,20 @@ def html(
     from sockopt_trace.analyzer.htmlreport import diff_html, report_html
 
     filters = Filters(where, since, until)
-    options = {
-        "filters": filters,
-        "by": by,
-        "top": top,
-        "skip_bad": skip_bad,
-        "allow_external": allow_external,
-    }
     if len(recs) == 1:
-        text = report_html(recs, **options)
+        text = report_html(
+            recs, filters=filters, by=by, top=top, skip_bad=skip_bad, allow_external=allow_external
+        )
     else:
-        text = diff_html([recs[0]], [recs[1]], **options)
+        text = diff_html(
+            [recs[0]],
+            [recs[1]],
+            filters=filters,
+            by=by,
+            top=top,
+            skip_bad=skip_bad,
+            allow_external=allow_external,
+        )
     data = text.encode()
     with output_stream(output) as out:
         out.write(data)
