@@ -13,7 +13,17 @@ from pathlib import Path
 
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder import environment
-from sockopt_trace.recorder.probe import MODES, AttachError, ProbeConfig, load_mode
+from sockopt_trace.recorder.probe import (
+    MODES,
+    OLDEST_KERNEL,
+    AttachError,
+    ProbeConfig,
+    attach_point,
+    load_mode,
+    missing_features,
+)
+
+TRACEPOINTS = "syscalls:sys_enter_getsockopt/sys_exit_getsockopt"
 
 
 @dataclass
@@ -32,7 +42,15 @@ def _read(path: str) -> str:
 
 
 def run_checks() -> list[Check]:
-    checks = [Check("kernel", True, platform.release())]
+    missing = missing_features()
+    checks = [
+        Check(
+            "kernel",
+            not missing,
+            platform.release() + (f" lacks {'; '.join(missing)}" if missing else ""),
+            f"Linux {OLDEST_KERNEL} or later" if missing else "",
+        )
+    ]
     root = os.geteuid() == 0
     checks.append(
         Check(
@@ -97,11 +115,14 @@ def run_checks() -> list[Check]:
         return checks
     if not root or not all(c.ok for c in checks if c.name in ("kernel headers", "tracefs")):
         return checks
+    if missing:
+        return checks
     for mode in MODES:
         try:
             bpf = load_mode(bcc, mode, ProbeConfig(mode=mode, ringbuf_bytes=1 << 16))
             bpf.cleanup()
-            checks.append(Check(f"probe {mode}", True, "loads and attaches"))
+            where = attach_point(mode) or TRACEPOINTS
+            checks.append(Check(f"probe {mode}", True, f"loads and attaches at {where}"))
         except AttachError as err:
             checks.append(Check(f"probe {mode}", False, str(err), _mode_fix(mode)))
     return checks

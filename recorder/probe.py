@@ -28,7 +28,19 @@ from sockopt_trace.recorder.loader import Handles, load_in_child
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
 NOTICES_SIZE = 16 * 4096  # BPF_RINGBUF_OUTPUT(notices, 16) in getsockopt.bpf.c
 MODES = ("fentry", "kprobe", "tracepoint")
-KERNEL_FUNCTION = "__sys_getsockopt"
+# Where kprobe and fentry attach, best first: __sys_getsockopt takes the syscall's arguments
+# (Linux 4.19 to at least 6.12, callers: the syscall and its compat twin); where it is inlined or
+# renamed, the x86-64 syscall entry itself, whose argument is the caller's saved registers.
+# (do_sock_getsockopt, 6.8+, takes a socket and sockptr_t instead of fd and user pointers.)
+ATTACH_POINTS = ("__sys_getsockopt", "__x64_sys_getsockopt")
+# What every mode needs of the kernel, by helper symbol: the oldest kernel we support is 5.15.
+FEATURES = {
+    "bpf_ringbuf_reserve": "the BPF ring buffer (Linux 5.8)",
+    "bpf_task_storage_get": "BPF task storage (Linux 5.11)",
+    "bpf_get_current_task_btf": "bpf_get_current_task_btf (Linux 5.11)",
+}
+CALLSITE_FEATURES = {"bpf_task_pt_regs": "bpf_task_pt_regs, for call sites (Linux 5.15)"}
+OLDEST_KERNEL = "5.15"
 COMM_LEN = 16
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -47,10 +59,11 @@ class ProbeConfig:
     ringbuf_bytes: int = 32 << 20
     stack_entries: int = 16384
 
-    def cflags(self, mode: str) -> list[str]:
+    def cflags(self, mode: str, attach_fn: str = ATTACH_POINTS[0]) -> list[str]:
         records = self.ringbuf_size // record_dtype().itemsize
         flags = [
             f"-DMODE_{mode.upper()}",
+            f"-DATTACH_FN={attach_fn}",
             f"-DRINGBUF_PAGES={self.ringbuf_size // PAGE}",
             f"-DSTACK_ENTRIES={self.stack_entries}",
             f"-DSTACK_SAMPLE_PERIOD={max(1, self.stack_sample_period)}",
@@ -68,6 +81,8 @@ class ProbeConfig:
             flags.append("-DCAPTURE_CALLSITE")
         if self.stacks:
             flags.append("-DCAPTURE_STACKS")
+        if attach_fn != ATTACH_POINTS[0]:
+            flags.append("-DATTACH_SYSCALL_WRAPPER")
         return flags
 
     @property
@@ -137,6 +152,51 @@ class Probe:
         self.handles.close_all()
 
 
+def kernel_symbols(names: set[str] | frozenset[str]) -> set[str]:
+    """Which of `names` the running kernel has (vmlinux symbols in /proc/kallsyms)."""
+    try:
+        text = Path("/proc/kallsyms").read_bytes()
+    except OSError:
+        return set()
+    return {n for n in names if f" {n}\n".encode() in text}
+
+
+def missing_features(callsites: bool = True) -> list[str]:
+    """What this kernel lacks that every probe mode needs: empty on 5.15 and later."""
+    wanted = {**FEATURES, **(CALLSITE_FEATURES if callsites else {})}
+    have = kernel_symbols(set(wanted))
+    if not have and not Path("/proc/kallsyms").exists():
+        return []  # cannot tell: let loading say what is wrong
+    return [why for name, why in wanted.items() if name not in have]
+
+
+def require_features(callsites: bool = True) -> None:
+    """Refuse, in one line, a kernel older than the recorder supports."""
+    missing = missing_features(callsites)
+    if missing:
+        raise UserError(
+            f"kernel {platform.release()} is too old: sockopt-trace needs Linux "
+            f"{OLDEST_KERNEL} or later (missing {'; '.join(missing)})",
+            3,
+        )
+
+
+def attach_point(mode: str) -> str:
+    """The kernel function kprobe/fentry attach to here ("" for tracepoint mode)."""
+    if mode == "tracepoint":
+        return ""
+    found = kernel_symbols(set(ATTACH_POINTS))
+    if mode == "fentry":  # a trampoline needs the function in ftrace's list
+        listed = Path(environment.tracefs_dir(), "available_filter_functions")
+        with contextlib.suppress(OSError):
+            text = listed.read_bytes()
+            found = {fn for fn in found if f"\n{fn}\n".encode() in b"\n" + text}
+    for fn in ATTACH_POINTS:
+        if fn in found:
+            return fn
+    raise AttachError(f"none of {', '.join(ATTACH_POINTS)} can be traced on this kernel")
+
+
 def load_mode(bcc: Any, mode: str, config: ProbeConfig) -> Any:
     if mode == "kprobe" and not Path(environment.tracefs_dir(), "kprobe_events").exists():
         raise AttachError("this kernel is built without kprobes (CONFIG_KPROBE_EVENTS is not set)")
@@ -145,15 +205,17 @@ def load_mode(bcc: Any, mode: str, config: ProbeConfig) -> Any:
             raise AttachError("fentry needs kernel BTF (/sys/kernel/btf/vmlinux is missing)")
         if not bcc.BPF.support_kfunc():
             raise AttachError("this kernel or bcc does not support fentry (kfunc) programs")
+    where = attach_point(mode)
     with captured_stderr() as noise:  # libbcc and clang print diagnostics on fd 2
         try:
-            bpf = bcc.BPF(src_file=str(SOURCE).encode(), cflags=config.cflags(mode))
+            cflags = config.cflags(mode, where or ATTACH_POINTS[0])
+            bpf = bcc.BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         except Exception as err:
             raise AttachError(_one_line(err, noise())) from None
     try:
         _fill_filters(bpf, config)
         if mode == "kprobe" and not bpf.num_open_kprobes():
-            raise AttachError(f"no kprobe attached on {KERNEL_FUNCTION}")
+            raise AttachError(f"no kprobe attached on {where}")
         if mode == "tracepoint" and not bpf.num_open_tracepoints():
             raise AttachError("syscall tracepoints did not attach")
     except AttachError:
@@ -236,6 +298,7 @@ def attach(config: ProbeConfig) -> Probe:
 
 def try_modes(bcc: Any, config: ProbeConfig) -> tuple[Any, str, dict[str, str]]:
     """(bcc.BPF, mode, why other modes were skipped) for the first mode that attaches."""
+    require_features(config.callsites)
     modes = MODES if config.mode == "auto" else (config.mode,)
     skipped: dict[str, str] = {}
     for mode in modes:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kernel import support
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ROOT / "tests" / "workloads"
 REQUIRED = os.environ.get("SOCKOPT_TRACE_REQUIRE_KERNEL") == "1"
@@ -43,6 +45,22 @@ def kernel_available() -> None:
     if REQUIRED:
         pytest.fail(f"real-kernel tests are required here but cannot run: {reason}")
     pytest.skip(f"real-kernel tests need root, bcc and headers: {reason}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test once per mode in SOCKOPT_TRACE_TEST_PROBE, except those that cover all modes
+    themselves (marker all_probes)."""
+    modes = support.probe_modes()
+    if modes and not metafunc.definition.get_closest_marker("all_probes"):
+        metafunc.parametrize("probe_mode", modes, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def probe_mode(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The probe mode every recorder this test starts is given (None: --probe auto)."""
+    support.probe = getattr(request, "param", None)
+    yield support.probe
+    support.probe = None
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from sockopt_trace import schema
-from tests.kernel.support import attached_programs, cli, program_loaded, start_recorder
+from tests.kernel import support
+from tests.kernel.support import (
+    attached_programs,
+    cli,
+    held_maps,
+    map_exists,
+    program_loaded,
+    start_recorder,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -46,31 +54,18 @@ def read_recording(directory: Path) -> tuple[pa.Table, list[schema.RecordingMeta
     return table, metas
 
 
-def test_command_calls_are_recorded_exactly(tmp_path: Path, workload_bin: Path) -> None:
-    rounds, threads = 50, 2
-    out = tmp_path / "rec"
-    # lingering 50 ms after its last call, as real programs do: symbols of a process that exits
-    # within a millisecond are best effort (docs/reliability.md)
-    result = cli("record", "-o", str(out), "--", str(workload_bin), str(rounds), str(threads), "50")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    table, metas = read_recording(out)
-    rows = table.to_pylist()
-
-    mine = [r for r in rows if r["pid"] == report["pid"]]
-    assert len(mine) == len(CALLS) * rounds * threads
-    assert len(rows) == len(mine), "the command filter let other processes in"
-
+def assert_calls_exact(mine: list[dict], report: dict, each: int) -> None:
+    """The rows of one run of tests/workloads/calls.c (`report` is what it printed) are exactly
+    the calls it made: `each` of every kind in CALLS, by the right threads, named at their call
+    sites, with the arguments and optlen it passed."""
+    assert len(mine) == len(CALLS) * each
     by_kind = Counter((r["level"], r["optname"], r["ret"]) for r in mine)
     for _, level, optname, ret in CALLS:
-        assert by_kind[(level, optname, ret)] == rounds * threads
+        assert by_kind[(level, optname, ret)] == each
     assert {r["tid"] for r in mine} == set(report["tids"])
     assert {r["comm"] for r in mine} == {"calls"}
     assert {r["uid"] for r in mine} == {os.getuid()}
     assert all(r["latency_ns"] > 0 for r in mine)
-    ts = [r["ts_ns"] for r in rows]
-    assert ts == sorted(ts)
-    assert abs(ts[0] - time.time_ns()) < 120e9, "timestamps are not wall-clock UTC"
 
     # every call site names the function that made the call
     for function, level, optname, ret in CALLS:
@@ -96,10 +91,29 @@ def test_command_calls_are_recorded_exactly(tmp_path: Path, workload_bin: Path) 
         else:
             assert r["optlen_in"] == 4
 
+
+def test_command_calls_are_recorded_exactly(tmp_path: Path, workload_bin: Path) -> None:
+    rounds, threads = 50, 2
+    out = tmp_path / "rec"
+    # lingering 50 ms after its last call, as real programs do: symbols of a process that exits
+    # within a millisecond are best effort (docs/reliability.md)
+    result = cli("record", "-o", str(out), "--", str(workload_bin), str(rounds), str(threads), "50")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    table, metas = read_recording(out)
+    rows = table.to_pylist()
+
+    mine = [r for r in rows if r["pid"] == report["pid"]]
+    assert len(rows) == len(mine), "the command filter let other processes in"
+    assert_calls_exact(mine, report, rounds * threads)
+    ts = [r["ts_ns"] for r in rows]
+    assert ts == sorted(ts)
+    assert abs(ts[0] - time.time_ns()) < 120e9, "timestamps are not wall-clock UTC"
+
     assert len(metas) == 1
     meta = metas[0]
     assert (meta.format, meta.format_version) == (schema.FORMAT_NAME, schema.FORMAT_VERSION)
-    assert meta.probe == "tracepoint"
+    assert meta.probe in support.expected_probes()
     assert meta.events == len(rows)
     assert meta.lost_total == 0
     assert meta.filters["command"] == [str(workload_bin), str(rounds), str(threads), "50"]
@@ -178,6 +192,8 @@ def test_signal_stops_cleanly_and_seals_the_file(
     background.append(rec)
     ours = attached_programs(rec.pid)
     assert len(ours) >= 2, "the recorder holds no attached programs"
+    maps = held_maps(rec.pid)
+    assert maps, "the recorder holds no BPF maps"
     made = subprocess.run(
         [str(workload_bin), "100", "2"], capture_output=True, text=True, check=True
     )
@@ -189,6 +205,7 @@ def test_signal_stops_cleanly_and_seals_the_file(
     assert metas[-1].end_ns > metas[-1].start_ns
     assert not list(out.glob("*.partial"))
     assert not [p for p in ours if program_loaded(p)], "programs left loaded after the stop"
+    assert not [m for m in maps if map_exists(m)], "maps left behind after the stop"
 
 
 def test_rotation_by_size_seals_every_file(tmp_path: Path, workload_bin: Path) -> None:
@@ -284,9 +301,7 @@ def test_live_status_line_on_a_terminal(tmp_path: Path, loop_bin: Path) -> None:
         sys.executable,
         "-m",
         "sockopt_trace",
-        "record",
-        "-o",
-        str(out),
+        *support.with_probe(["record", "-o", str(out)]),
         "--",
         str(loop_bin),
         "3000000",

@@ -4,12 +4,14 @@ non-zero exit, no traceback, and nothing left behind that looks like a complete 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.kernel import support
 from tests.kernel.support import cli
 
 pytestmark = pytest.mark.kernel
@@ -118,7 +120,10 @@ def test_command_that_does_not_exist(tmp_path: Path) -> None:
     assert not list(out.glob("*.parquet"))
 
 
+@pytest.mark.all_probes
 def test_doctor_reports_every_check_and_the_working_mode() -> None:
+    """Where SOCKOPT_TRACE_TEST_PROBE declares modes (the VM tier: all three), each of them must
+    attach, at a named kernel function, and auto must pick the best (fentry)."""
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("privileges", "BTF", "tracefs", "kernel headers", "bcc", "probe tracepoint"):
@@ -132,3 +137,11 @@ def test_doctor_reports_every_check_and_the_working_mode() -> None:
         if line.startswith("FAIL"):  # every failure comes with its fix on the next line
             following = result.stdout.splitlines()[result.stdout.splitlines().index(line) + 1]
             assert "fix:" in following
+    lines = {ln.split()[2]: ln for ln in result.stdout.splitlines() if ln[6:].startswith("probe ")}
+    for mode in support.probe_modes():
+        assert lines[mode].startswith("ok"), lines[mode]
+        assert re.search(
+            r"attaches at (__sys_getsockopt|__x64_sys_getsockopt|syscalls:)", lines[mode]
+        )
+    if set(support.probe_modes()) == set(support.MODES):
+        assert "recording: works, with probe fentry (auto)" in result.stdout
