@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up sockopt-trace in ./.venv. Idempotent: fast when everything is there already.
-#   --system   also install the distro packages recording needs (root): bcc, kernel headers, gcc
+#   --system   also install the distro packages recording needs (root): bcc, kernel headers, gcc,
+#              and qemu, busybox-static and cpio for the VM tier (tests/vm)
 #   --dev      also install the test tools (pytest, hypothesis, ruff, ...)
 # The analysis side always comes with the html extra (plotly), so every README command runs.
 set -euo pipefail
@@ -15,7 +16,9 @@ for arg in "$@"; do
 done
 
 if [ "$system" = 1 ]; then
-  pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool chromium curl)
+  # qemu-system-x86, busybox-static, cpio: the VM tier (tests/vm) boots Debian kernels under qemu
+  pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool chromium curl
+        qemu-system-x86 busybox-static cpio)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

@@ -10,6 +10,7 @@ core for many minutes); leave it out of quick runs with `-m "not vm"`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,14 @@ class Machines:
             except kernels.FetchError as err:
                 _unavailable(f"cannot fetch kernel {name}: {err}")
         return self.fetched[name]
+
+    def boot(self, name: str, script: Callable[[Path], str]) -> tuple[Path, machine.Run]:
+        """Boot kernel `name` with the script `script(share)` writes; its share and the run."""
+        share = self.base / f"{name}-{script.__name__}"
+        try:
+            return share, machine.boot(self.kernel(name), script(share), share, tier.TIMEOUT_S)
+        except machine.MachineError as err:
+            pytest.fail(str(err), pytrace=False)
 
     def suite(self, name: str) -> tier.SuiteRun:
         if name not in self.suites:

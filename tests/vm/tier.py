@@ -179,3 +179,16 @@ def run_suite(kernel: Kernel, tests: list[str], share: Path) -> SuiteRun:
             f"inner log:\n{run.log[-4000:]}\nconsole:\n{run.console}"
         )
     return SuiteRun(kernel, run, outcomes, problem)
+
+
+def refusal_script(share: Path) -> str:
+    """For a kernel older than the recorder supports: record and doctor, outputs kept apart."""
+    py = shlex.quote(sys.executable)
+    lines = [f"cd {shlex.quote(str(ROOT))}", "export HOME=/root LANG=C.UTF-8"]
+    for name, command in (
+        ("record", f"{py} -m sockopt_trace record -q -o /tmp/rec --duration 1s"),
+        ("doctor", f"{py} -m sockopt_trace doctor"),
+    ):
+        out = shlex.quote(str(share / name))
+        lines.append(f"{command} > {out}.out 2> {out}.err; echo $? > {out}.rc")
+    return "\n".join(lines) + "\n"
