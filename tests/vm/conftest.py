@@ -3,8 +3,10 @@
 Needs root, qemu-system-x86, busybox-static and cpio (scripts/setup.sh --system) and the
 package archive for the first download of each kernel. Where those are missing it skips and says
 why, except under SOCKOPT_TRACE_REQUIRE_KERNEL=1 (CI), where that is a failure.
-Run it alone: `flock -x /work/locks/cpu.lock .venv/bin/python -m pytest tests/vm` (it uses every
-core for many minutes); leave it out of quick runs with `-m "not vm"`.
+It runs when asked for: named on the command line (`pytest tests/vm`), or with
+SOCKOPT_TRACE_VM=1 (scripts/test.sh sets it), or in CI; a plain `pytest tests` skips it, saying
+so, since it takes every core for many minutes. Run it alone, under the exclusive CPU lock:
+`flock -x /work/locks/cpu.lock .venv/bin/python -m pytest tests/vm`; `-m "not vm"` leaves it out.
 """
 
 from __future__ import annotations
@@ -20,11 +22,23 @@ from tests.vm import kernels, machine, tier
 REQUIRED = os.environ.get("SOCKOPT_TRACE_REQUIRE_KERNEL") == "1"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _asked_for(config: pytest.Config) -> bool:
+    if REQUIRED or os.environ.get("SOCKOPT_TRACE_VM") == "1":
+        return True
     here = Path(__file__).parent
+    named = [Path(a.split("::")[0]).resolve() for a in config.args]
+    return any(p == here or here in p.parents for p in named)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    asked = _asked_for(config)
+    skip = pytest.mark.skip(reason="VM tier not asked for: pytest tests/vm or SOCKOPT_TRACE_VM=1")
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.vm)
+            if not asked:
+                item.add_marker(skip)
 
 
 def _unavailable(reason: str) -> None:

@@ -12,7 +12,7 @@ mount -t devtmpfs dev /dev
 for m in $(cat /modules/order); do insmod "/modules/$m.ko" || echo "vm: insmod $m failed"; done
 mkdir -p /results /host /ovl /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /results || poweroff -f
-. /results/vm.conf  # SHARE (host path of /results), KROOT, RELEASE, VMHOST
+. /results/vm.conf  # SHARE (host path of /results), KROOT, MODULES, RELEASE, VMHOST
 fail() { echo "vm: $*"; echo 125 > /results/rc; sync; poweroff -f; }
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /host \
   || fail "cannot mount the host's root"
@@ -24,7 +24,7 @@ R=/newroot
 mount -t tmpfs tmpfs "$R/tmp"  # empty, as on a booted host (the share may live under it)
 mkdir -p "$R$SHARE" "$R/lib/modules/$RELEASE"
 mount --bind /results "$R$SHARE"
-mount --bind "$R$KROOT/lib/modules/$RELEASE" "$R/lib/modules/$RELEASE"
+mount --bind "$R$MODULES" "$R/lib/modules/$RELEASE"
 for d in "$R$KROOT"/usr/src/* "$R$KROOT"/usr/lib/linux-kbuild-*; do
   [ -d "$d" ] || continue
   target="$R${d#"$R$KROOT"}"

@@ -60,12 +60,18 @@ class Kernel:
     root: Path
 
     @property
-    def image(self) -> Path:
-        return self.root / "boot" / f"vmlinuz-{self.release}"
+    def modules(self) -> Path:
+        """lib/modules/REL (usr/lib/modules/REL in Debian 13's merged-/usr packages)."""
+        for base in ("lib", "usr/lib"):
+            path = self.root / base / "modules" / self.release
+            if path.is_dir():
+                return path
+        return self.root / "lib" / "modules" / self.release
 
     @property
-    def modules(self) -> Path:
-        return self.root / "lib" / "modules" / self.release
+    def image(self) -> Path:
+        boot = self.root / "boot" / f"vmlinuz-{self.release}"
+        return boot if boot.exists() else self.modules / "vmlinuz"
 
 
 class FetchError(Exception):
@@ -136,12 +142,17 @@ def resolve(spec: KernelSpec) -> tuple[str, list[str]]:
     image = max(names, key=_natural)
     release = image.removeprefix("linux-image-")
     headers = f"linux-headers-{release}"
-    depends = _run(["apt-cache", *opts, "depends", headers])
+    base = release.removesuffix("-amd64")
+    # newer Debian kernels split the image package (linux-binary-*, linux-modules-*): take every
+    # linux-* package of this release that the image and headers depend on, and kbuild
+    depends = _run(["apt-cache", *opts, "depends", image, headers])
     extra = sorted(
         {
             m[1]
-            for m in re.finditer(r"Depends: (linux-(?:headers|kbuild)-\S+)", depends)
-            if not m[1].startswith("linux-image")
+            for m in re.finditer(r"Depends: (linux-[a-z]+-\S+)", depends)
+            if (base in m[1] or m[1].startswith("linux-kbuild-"))
+            and m[1] not in (image, headers)
+            and not m[1].endswith("-unsigned")
         }
     )
     return release, [image, headers, *extra]

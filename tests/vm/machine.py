@@ -160,7 +160,8 @@ def boot(kernel: Kernel, script: str, share: Path, timeout: float) -> Run:
         (share / name).unlink(missing_ok=True)
     (share / "run.sh").write_text(script)
     (share / "vm.conf").write_text(
-        f"SHARE='{share}'\nKROOT='{kernel.root}'\nRELEASE='{kernel.release}'\nVMHOST='{HOSTNAME}'\n"
+        f"SHARE='{share}'\nKROOT='{kernel.root}'\nMODULES='{kernel.modules}'\n"
+        f"RELEASE='{kernel.release}'\nVMHOST='{HOSTNAME}'\n"
     )
     accel, _ = accelerator()
     console = share / "console.log"
