@@ -160,3 +160,112 @@ def quantile_replicates(
     m = min(n, max(1, math.ceil(n * p)))
     ranks = np.ceil(n * rng.beta(m, n - m + 1, size))
     return values[np.minimum(np.searchsorted(cum, ranks), len(values) - 1)]
+
+
+# -- replicates: Student's t and the empirical Bayes variances of `diff.replicates` ------------
+
+
+def t_p(t: float, df: float) -> float:
+    """Two-sided p-value of Student's t with `df` degrees of freedom (any df > 0; inf: normal)."""
+    if math.isnan(t) or df <= 0:
+        return 1.0
+    if math.isinf(df):
+        return 2 * NORMAL.cdf(-abs(t))
+    return _beta_regularized(df / 2, 0.5, df / (df + t * t))
+
+
+def _beta_regularized(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function (continued fraction, Lentz)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1) / (a + b + 2):
+        return math.exp(log_front) * _beta_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, 1 - x) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+
+    def guard(v: float) -> float:
+        return tiny if abs(v) < tiny else v
+
+    c, d = 1.0, 1.0 / guard(1 - (a + b) * x / (a + 1))
+    h = d
+    for m in range(1, 500):
+        even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        d, c = 1.0 / guard(1 + even * d), guard(1 + even / c)
+        h *= d * c
+        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d, c = 1.0 / guard(1 + odd * d), guard(1 + odd / c)
+        h *= d * c
+        if abs(d * c - 1) < 1e-15:
+            break
+    return h
+
+
+def digamma(x: float) -> float:
+    """psi(x) for x > 0: recurrence up to x >= 10, then the asymptotic series."""
+    out = 0.0
+    while x < 10:
+        out -= 1 / x
+        x += 1
+    f = 1 / (x * x)
+    return out + math.log(x) - 0.5 / x - f * (1 / 12 - f * (1 / 120 - f * (1 / 252 - f / 240)))
+
+
+def trigamma(x: float) -> float:
+    """psi'(x) for x > 0: recurrence up to x >= 10, then the asymptotic series."""
+    out = 0.0
+    while x < 10:
+        out += 1 / (x * x)
+        x += 1
+    f = 1 / (x * x)
+    return out + 1 / x + f / 2 + f / x * (1 / 6 - f * (1 / 30 - f * (1 / 42 - f / 30)))
+
+
+def trigamma_inverse(y: float) -> float:
+    """The x > 0 with trigamma(x) = y (trigamma decreases: bisection on log x)."""
+    lo, hi = math.log(1e-8), math.log(1e12)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if trigamma(math.exp(mid)) > y else (lo, mid)
+    return math.exp((lo + hi) / 2)
+
+
+def prior_variance(variances: np.ndarray, df: np.ndarray) -> tuple[float, float]:
+    """(s0^2, d0): the scaled inverse chi-square prior that the groups' sample variances are
+    drawn from, fitted by moments of their logarithms (Smyth 2004, limma's fitFDist).
+
+    d0 is inf when the variances differ no more than sampling alone explains (they share one
+    variance), 0 when there are fewer than 3 of them (nothing to learn from).
+    """
+    ok = (variances > 0) & (df > 0)
+    s2, d = variances[ok], df[ok]
+    if len(s2) < 3:
+        return 0.0, 0.0
+    e = np.log(s2) - np.array([digamma(v / 2) - math.log(v / 2) for v in d])
+    mean = float(e.mean())
+    excess = float(e.var(ddof=1)) - float(np.mean([trigamma(v / 2) for v in d]))
+    if excess <= 0:
+        return math.exp(mean), math.inf
+    d0 = 2 * trigamma_inverse(excess)
+    return math.exp(mean + digamma(d0 / 2) - math.log(d0 / 2)), d0
+
+
+def moderated_variances(variances: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's variance shrunk toward the prior of `prior_variance`, and its degrees of
+    freedom (its own plus the prior's, at most all the groups' together): with 3 recordings a
+    side a group's own variance has 4 degrees of freedom, too few to test against alone."""
+    s0, d0 = prior_variance(variances, df)
+    total = float(df[df > 0].sum())
+    if d0 == 0:
+        return variances, df
+    if math.isinf(d0):
+        return np.full_like(variances, s0), np.where(df > 0, total, df)
+    post = (d0 * s0 + df * variances) / (d0 + df)
+    return post, np.where(df > 0, np.minimum(df + d0, total), df)

@@ -20,18 +20,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sockopt_trace.analyzer import diff as d  # noqa: E402
-from sockopt_trace.analyzer.load import load_pair  # noqa: E402
+from sockopt_trace.analyzer.diff import DiffResult, diff  # noqa: E402
+from sockopt_trace.analyzer.diff.model import METRICS  # noqa: E402
 from tests.synth import write_recording  # noqa: E402
 
 
-def raw_p_values(base: Path, new: Path, dims: tuple[str, ...]) -> dict[str, list[float]]:
-    """Every test's p-value before the Bonferroni correction (one test in all)."""
-    b, n = load_pair([base], [new])
-    sides = (d._side("base", [base], b), d._side("new", [new], n))
-    groups = d._finish(d._compare(b, dims, sides), sides, 1, d.DEFAULT_ALPHA, 0.0)
-    b.con.close()
-    return {m: [g.change(m).p for g in groups if g.change(m).tested] for m in d.METRICS}
+def raw_p_values(result: DiffResult) -> dict[str, list[float]]:
+    """Every test's p-value before the Bonferroni correction."""
+    return {
+        m: [c.p_raw for g in result.groups if (c := g.change(m)).p_raw is not None] for m in METRICS
+    }
 
 
 def main() -> None:
@@ -41,16 +39,16 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/sockopt-calib"))
     args = parser.parse_args()
 
-    p_values: dict[str, list[float]] = {m: [] for m in d.METRICS}
+    p_values: dict[str, list[float]] = {m: [] for m in METRICS}
     flagged = []
     for i in range(args.pairs):
         pair = [args.dir / f"{args.events}-{i}-{side}" for side in ("a", "b")]
         for path, seed in zip(pair, (100 + i, 500 + i), strict=True):
             if not path.exists():
                 write_recording(path, args.events, files=1, seed=seed)
-        result = d.diff([pair[0]], [pair[1]])
+        result = diff([pair[0]], [pair[1]])
         flagged += [(i, g.key, g.significant) for g in result.groups if g.significant]
-        for metric, values in raw_p_values(*pair, result.dims).items():
+        for metric, values in raw_p_values(result).items():
             p_values[metric] += values
 
     print(f"{args.pairs} pairs of {args.events:,} calls; diffs with a flag: {len(flagged)}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from sockopt_trace.cli.app import app
+from sockopt_trace.errors import UserError
 from sockopt_trace.units import parse_duration, parse_mode, parse_size
 
 
@@ -52,40 +53,63 @@ def record(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No status line and no messages; errors only."
     ),
+    repeat: int = typer.Option(
+        1,
+        "--repeat",
+        help="Run -- COMMAND N times, one recording each in OUTPUT/1 ... OUTPUT/N: replicates "
+        "for diff.",
+    ),
 ) -> None:
     """Record getsockopt(2) calls (needs root). Ctrl-C or SIGTERM stops cleanly.
 
     Filters (--pid, --comm) are applied in the kernel and combine as a union. With -- COMMAND,
     the command and its children are traced from their first instruction, the recording stops
-    when it exits, and its exit status is passed through.
+    when it exits, and its exit status is passed through. --repeat N records N runs, one
+    recording each in numbered subdirectories, so that `diff before/ after/` compares the runs
+    as replicates; it stops at the first run that fails.
     """
     from sockopt_trace.recorder.probe import ProbeConfig
     from sockopt_trace.recorder.session import RecordOptions
     from sockopt_trace.recorder.session import record as run
     from sockopt_trace.recorder.writer import WriterConfig
 
-    opts = RecordOptions(
-        output=output,
-        probe=ProbeConfig(
-            mode=probe,
-            pids=list(pid),
-            comms=list(comm),
-            callsites=callsites,
-            stacks=stacks,
-            stack_sample_period=stack_sample,
-            ringbuf_bytes=parse_size(ringbuf, "--ringbuf"),
-        ),
-        writer=WriterConfig(
-            directory=output,
-            rotate_bytes=parse_size(rotate_size, "--rotate-size"),
-            rotate_seconds=parse_duration(rotate_interval, "--rotate-interval"),
-            file_mode=parse_mode(file_mode),
-        ),
-        duration=parse_duration(duration, "--duration") if duration else None,
-        command=list(command or []),
-        force=force,
-        status=False if quiet else None,
-        quiet=quiet,
-    )
-    result = run(opts)
-    sys.exit(result.exit_code)
+    def options(output: Path) -> RecordOptions:
+        return RecordOptions(
+            output=output,
+            probe=ProbeConfig(
+                mode=probe,
+                pids=list(pid),
+                comms=list(comm),
+                callsites=callsites,
+                stacks=stacks,
+                stack_sample_period=stack_sample,
+                ringbuf_bytes=parse_size(ringbuf, "--ringbuf"),
+            ),
+            writer=WriterConfig(
+                directory=output,
+                rotate_bytes=parse_size(rotate_size, "--rotate-size"),
+                rotate_seconds=parse_duration(rotate_interval, "--rotate-interval"),
+                file_mode=parse_mode(file_mode),
+            ),
+            duration=parse_duration(duration, "--duration") if duration else None,
+            command=list(command or []),
+            force=force,
+            status=False if quiet else None,
+            quiet=quiet,
+        )
+
+    if repeat < 1:
+        raise UserError(f"bad --repeat {repeat}: 1 or more")
+    if repeat == 1:
+        sys.exit(run(options(output)).exit_code)
+    if not command:
+        raise UserError("--repeat needs -- COMMAND: each run records one run of the command")
+    for i in range(1, repeat + 1):
+        run_dir = output / f"{i:0{len(str(repeat))}d}"
+        if not quiet:
+            print(f"sockopt-trace: run {i} of {repeat} into {run_dir}", file=sys.stderr)
+        code = run(options(run_dir)).exit_code
+        if code:  # a failed run, or Ctrl-C (passed on to the command): no more runs
+            if not quiet:
+                print(f"sockopt-trace: run {i} exited with status {code}: stopped", file=sys.stderr)
+            sys.exit(code)

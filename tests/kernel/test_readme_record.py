@@ -51,11 +51,15 @@ def test_readme_record_command_runs(command: str, tmp_path: Path, web_server: No
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=400,  # --repeat 3: three recordings
     )
     assert result.returncode == 0, result.stderr
-    files = list((tmp_path / "rec").glob("*.parquet"))
-    assert files and not list((tmp_path / "rec").glob("*.partial"))
+    out = tmp_path / argv[argv.index("-o") + 1]
+    files = list(out.rglob("*.parquet"))
+    assert files and not list(out.rglob("*.partial"))
+    if "--repeat" in argv:  # one recording per run, in numbered subdirectories
+        runs = int(argv[argv.index("--repeat") + 1])
+        assert sorted(f.parent.name for f in files) == [str(i) for i in range(1, runs + 1)]
     if " -- " in command:  # the traced command's own calls: curl asks SO_ERROR once per connect
         table = pq.read_table(files)
         assert "curl" in table["comm"].to_pylist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,50 @@ def test_quantile_test_holds_its_level_and_finds_shifts(ties: bool) -> None:
     a, b = _as_bins(sample(5000)), _as_bins(sample(5000, scale=1.15))
     for p in (0.5, 0.9):
         assert stats.quantile_test((a[0], b[0]), (a[1], b[1]), p) < 1e-6
+
+
+# -- Student's t and the empirical Bayes variances behind replicates ------------------------
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 1.0, 2.5, 7.0, 40.0])
+def test_t_matches_closed_forms(t: float) -> None:
+    """df 1 (Cauchy) and df 2 have closed forms; df inf is the normal."""
+    assert stats.t_p(t, 1) == pytest.approx(1 - 2 / np.pi * np.arctan(t), rel=1e-9, abs=1e-15)
+    assert stats.t_p(t, 2) == pytest.approx(1 - t / np.sqrt(2 + t * t), rel=1e-9, abs=1e-15)
+    assert stats.t_p(t, float("inf")) == pytest.approx(2 * stats.NORMAL.cdf(-t), rel=1e-12)
+
+
+@pytest.mark.parametrize(("df", "t"), [(3, 5.84091), (4, 4.60409), (10, 3.16927), (4.5, 3.0)])
+def test_t_matches_integrated_density(df: float, t: float) -> None:
+    """Against the density integrated numerically (independent of the continued fraction)."""
+    x = np.linspace(t, t + 4000, 4_000_001)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - math.log(math.pi * df) / 2
+    density = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+    tail = np.trapezoid(density, x) if hasattr(np, "trapezoid") else np.trapz(density, x)
+    assert stats.t_p(t, df) == pytest.approx(2 * tail, rel=1e-4)
+
+
+def test_digamma_trigamma_known_values() -> None:
+    euler = 0.5772156649015329
+    assert stats.digamma(1) == pytest.approx(-euler, rel=1e-12)
+    assert stats.digamma(0.5) == pytest.approx(-euler - 2 * np.log(2), rel=1e-12)
+    assert stats.trigamma(1) == pytest.approx(np.pi**2 / 6, rel=1e-12)
+    assert stats.trigamma(0.5) == pytest.approx(np.pi**2 / 2, rel=1e-12)
+    for x in (0.05, 0.7, 3.0, 55.0, 4000.0):
+        assert stats.trigamma_inverse(stats.trigamma(x)) == pytest.approx(x, rel=1e-9)
+
+
+def test_prior_variance_recovers_the_scaled_chi_square() -> None:
+    """True variances drawn as s0^2 d0 / chi2(d0) (the prior), then each observed with 4
+    degrees of freedom: the moments give d0 and s0^2 back, roughly; equal variances give
+    d0 = inf."""
+    rng = np.random.default_rng(1)
+    true = 0.04 * 10 / rng.chisquare(10, 4000)
+    observed = true * rng.chisquare(4, 4000) / 4
+    s0, d0 = stats.prior_variance(observed, np.full(4000, 4.0))
+    assert s0 == pytest.approx(0.04, rel=0.1) and 6 < d0 < 16
+    s0, d0 = stats.prior_variance(np.full(5, 0.01), np.full(5, 4.0))
+    assert d0 == float("inf")
+    variances, df = stats.moderated_variances(np.full(5, 0.01), np.full(5, 4.0))
+    assert np.allclose(df, 20) and np.allclose(variances, variances[0])
+    assert stats.prior_variance(np.array([0.1, 0.2]), np.array([4.0, 4.0])) == (0.0, 0.0)
