@@ -17,7 +17,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-ALL=(nginx-before nginx-after curl python-asyncio pgbench haproxy-nginx-unix)
+ALL=(nginx-before nginx-after curl python-asyncio pgbench haproxy-nginx-unix steady-before steady-after)
 
 # Ports on 127.0.0.1 (all free on a fresh machine; the script stops if one is taken).
 BACKEND=18100      # nginx: `return 200`, no access log: the origin for the proxy, curl, python
@@ -223,6 +223,23 @@ sample_nginx-after() {
   record nginx-after --comm nginx -- ab -q -k -n "$REQUESTS" -c 8 "http://127.0.0.1:$PROXY/" \
     | ab_summary
   stop_nginx
+}
+
+# tests/workloads/steady.c, 3 runs a side (record --repeat: steady-*/1..3), replicates for diff:
+# after, it has an extra call site (SO_SNDBUF), asks SO_RCVBUF twice as often, and its
+# SO_PEERGROUPS calls copy 14 supplementary groups instead of 1 (about twice as slow).
+steady_bin() {
+  [ -x "$W/steady" ] || gcc -O2 -g -o "$W/steady" "$ROOT/tests/workloads/steady.c" -lpthread
+}
+
+sample_steady-before() {
+  steady_bin
+  record steady-before --repeat 3 -- "$W/steady" 600 3 >/dev/null
+}
+
+sample_steady-after() {
+  steady_bin
+  record steady-after --repeat 3 -- "$W/steady" 600 3 xrs >/dev/null
 }
 
 sample_curl() {

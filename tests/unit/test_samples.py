@@ -22,6 +22,7 @@ from sockopt_trace import schema
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_traces"
 NAMES = ("nginx-before", "nginx-after", "curl", "python-asyncio", "pgbench", "haproxy-nginx-unix")
+REPLICATES = ("steady-before", "steady-after")  # 3 runs each, one subdirectory per run
 TOTAL_BUDGET = 10 * 1024 * 1024  # all of sample_traces/
 FILE_BUDGET = 2 * 1024 * 1024  # any one recording file
 
@@ -115,9 +116,10 @@ def test_samples_fit_the_size_budget() -> None:
         if p.suffix == ".parquet":
             assert p.stat().st_size < FILE_BUDGET, p
     assert sum(p.stat().st_size for p in files) < TOTAL_BUDGET
-    assert {p.name for p in SAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(
-        NAMES
-    )
+    assert {p.name for p in SAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
+        *NAMES,
+        *REPLICATES,
+    }
 
 
 def test_nginx_before_asks_so_error_once_per_proxied_request() -> None:
@@ -192,3 +194,41 @@ def test_haproxy_and_nginx_on_a_unix_socket_fail_per_request() -> None:
     startup = set(haproxy) - {IP_SO_ORIGINAL_DST}
     assert len(startup) >= 3
     assert all(s.rets("haproxy", option) == {0} for option in startup)
+
+
+@pytest.mark.parametrize("name", REPLICATES)
+def test_replicate_samples_hold_each_run_of_steady_exactly(name: str) -> None:
+    """`record --repeat 3` of tests/workloads/steady.c: one whole recording per run, each with
+    exactly the calls its command line asks for (ROUNDS x THREADS per function; SO_TYPE on fd
+    -1 one round in 10; with `xrs`, SO_RCVBUF twice per round and an SO_SNDBUF call site)."""
+    runs = sorted(p for p in (SAMPLES / name).iterdir() if p.is_dir())
+    assert [p.name for p in runs] == ["1", "2", "3"]
+    ids = set()
+    for run in runs:
+        files = sorted(run.glob(f"*{schema.FILE_SUFFIX}"))
+        metas = [schema.read_file_metadata(str(f)) for f in files]
+        assert files and not list(run.glob(f"*{schema.PARTIAL_SUFFIX}"))
+        assert all(m.lost_total == 0 and m.probe == "tracepoint" for m in metas)
+        assert metas[0].command_line[metas[0].command_line.index("-o") + 1] == (
+            f"sample_traces/{name}"
+        )
+        ids |= {m.recording_id for m in metas}
+        command = metas[0].filters["command"]
+        rounds, threads = int(command[1]), int(command[2])
+        changes = command[3] if len(command) > 3 else ""
+        calls = rounds * threads
+        rows = pq.read_table(files).to_pylist()
+        counted = Counter((r["level"], r["optname"], r["ret"] < 0) for r in rows)
+        expected = {
+            (socket.SOL_SOCKET, socket.SO_ERROR, False): calls,
+            (socket.SOL_SOCKET, socket.SO_RCVBUF, False): calls * (2 if "r" in changes else 1),
+            (socket.IPPROTO_TCP, socket.TCP_INFO, False): calls,
+            (socket.SOL_SOCKET, socket.SO_TYPE, False): calls - threads * (rounds // 10),
+            (socket.SOL_SOCKET, socket.SO_TYPE, True): threads * (rounds // 10),
+            (socket.SOL_SOCKET, 59, False): calls,  # SO_PEERGROUPS
+        }
+        if "x" in changes:
+            expected[(socket.SOL_SOCKET, socket.SO_SNDBUF, False)] = calls
+        assert counted == expected
+        assert all(r["callsite"] and r["callsite"] != "[unknown]" for r in rows)
+    assert len(ids) == 3  # told apart by their recording ids
