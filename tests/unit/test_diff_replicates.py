@@ -232,3 +232,16 @@ def test_without_recording_effects_the_runs_spread_decides() -> None:
     assert compared.host is None and compared.beyond[0] == pytest.approx(
         y[0, new].mean() - y[0, ~new].mean()
     )
+
+
+def test_html_page_shows_the_runs_spread_next_to_each_change(tmp_path: Path) -> None:
+    from sockopt_trace.analyzer.htmlreport import diff_html
+
+    base = side(tmp_path / "base", range(0, 3))
+    new = side(tmp_path / "new", range(10, 13), slower_nginx_info_more_curl)
+    page = diff_html([base], [new])
+    table = page[page.index('<table class="sortable diff">') :]
+    table = table[: table.index("</table>")]
+    assert table.count('<small class="spread">runs: ') >= 5 * 30  # every metric of every group
+    assert "beyond the host" in table and "host: all groups together" in page
+    assert "the variation between recordings (3 base, 3 new)" in page
