@@ -57,6 +57,9 @@ def main() -> None:
     print("\n| test | tests | p < 0.05 | p < 0.01 | p < 0.001 |\n|---|---:|---:|---:|---:|")
     for metric, values in p_values.items():
         v = np.array(values)
+        if not len(v):
+            print(f"| {metric} | 0 | | | |")
+            continue
         shares = " | ".join(f"{np.mean(v < t):.4g}" for t in (0.05, 0.01, 0.001))
         print(f"| {metric} | {len(v):,} | {shares} |")
 
