@@ -30,6 +30,7 @@ import numpy as np
 
 from sockopt_trace.analyzer.database import Loaded, Source, connect, execute
 from sockopt_trace.analyzer.diff import judge
+from sockopt_trace.analyzer.diff.group import Bins, Group
 from sockopt_trace.analyzer.diff.model import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_CHANGE,
@@ -109,7 +110,7 @@ def diff(
         )
         sides = (base_side, new_side)
         rows = _fetch_groups(con, dims, replicated, percentiles=True)
-        callsites: list[judge.Group] = []
+        callsites: list[Group] = []
         if "callsite" not in dims and _has_callsites(*(s.recording for s in sides)):
             compared = _fetch_groups(con, ("callsite",), replicated, percentiles=False)
             callsites = [g for g in compared if g.status != "both"]
@@ -179,13 +180,13 @@ def _has_callsites(*recordings: Recording) -> bool:
 
 def _fetch_groups(
     con: duckdb.DuckDBPyConnection, dims: Sequence[str], replicated: bool, *, percentiles: bool
-) -> list[judge.Group]:
+) -> list[Group]:
     """The groups by `dims`: each side's totals (groups.sql), each recording's (replicates.sql,
     when replicated) and, for a single pair's percentile tests, the latency bins."""
     queries = diff_queries()
     params = {"slots": SLOTS}
     groups = [
-        judge.Group(row, tuple(row[d] for d in dims))
+        Group(row, tuple(row[d] for d in dims))
         for row in _fetch(con, queries["groups"], dims, params)
     ]
     if replicated:
@@ -204,7 +205,7 @@ def _fetch_groups(
 
 def _latency_bins(
     con: duckdb.DuckDBPyConnection, report: Report, dims: Sequence[str], min_calls: int
-) -> dict[tuple[Any, ...], judge.Bins]:
+) -> dict[tuple[Any, ...], Bins]:
     """Each group's latency bins on each side, from queries/diff/latency.sql. Its rows come
     sorted by group, side and bin, and may be millions (--by tid,fd): they are cut into groups
     with numpy rather than read one by one."""

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sockopt_trace.analyzer import stats
+from sockopt_trace.analyzer.diff.group import Group, Spread
+from sockopt_trace.analyzer.diff.model import MIN_BEYOND, PERCENTILES, SCALED, SIDES, SLOTS, Side
 
 MIN_REFERENCE = 3  # groups in every recording needed to estimate recording effects
 
@@ -125,3 +127,86 @@ def median_shift(changes: np.ndarray) -> float | None:
     None with fewer than `MIN_REFERENCE` groups to take it from."""
     changes = changes[np.isfinite(changes)]
     return float(np.median(changes)) if len(changes) >= MIN_REFERENCE else None
+
+
+# -- a diff's groups ---------------------------------------------------------------------------
+
+
+def test_groups(groups: list[Group], base: Side, new: Side) -> dict[str, HostShift]:
+    """Each metric of every group in both sides, against the variation between recordings;
+    returns the host's shift per scaled metric (when estimable)."""
+    recordings = [(0, r) for r in base.replicates] + [(1, r) for r in new.replicates]
+    column = {(side, r.recording_id): j for j, (side, r) in enumerate(recordings)}
+    is_new = np.array([side == 1 for side, _ in recordings])
+    seconds = np.array([r.seconds for _, r in recordings])
+    shape = (len(groups), len(recordings))
+    calls, errors = np.zeros(shape), np.zeros(shape)
+    q = np.full((*shape, len(PERCENTILES)), np.nan)
+    for i, g in enumerate(groups):
+        for row in g.replicates:
+            j = column[(int(row["side"]), row["recording_id"])]
+            calls[i, j], errors[i, j] = float(row["calls"]), float(row["errors"])
+            for k, p in enumerate(PERCENTILES.values()):
+                if row["q"] is not None and calls[i, j] * min(p, 1 - p) >= MIN_BEYOND:
+                    q[i, j, k] = float(row["q"][k])
+    # (ln) values per recording, the least variance one recording's sampling allows (Poisson
+    # counts, binomial errors, a nanosecond's resolution), and the values as shown
+    values: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    rate = (calls + 0.5) / seconds
+    values["rate"] = (np.log(rate), _row_mean(1 / (calls + 0.5)), calls / seconds)
+    for k, name in enumerate(PERCENTILES):
+        values[name] = (np.log(q[:, :, k]), _row_mean(1 / q[:, :, k] ** 2), q[:, :, k])
+    share = np.divide(errors, calls, out=np.full(shape, np.nan), where=calls > 0)
+    pooled = (errors.sum(axis=1) + 0.5) / (calls.sum(axis=1) + 1)
+    per_call = np.divide(1.0, calls, out=np.full(shape, np.nan), where=calls > 0)
+    values["errors"] = (share, pooled * (1 - pooled) * _row_mean(per_call), 100 * share)
+
+    hosts = {}
+    for metric, (y, least, shown) in values.items():
+        testable = np.ones(len(groups), dtype=bool)
+        if metric == "errors":
+            testable = errors.sum(axis=1) > 0
+        compared = compare(
+            np.where(testable[:, None], y, np.nan), is_new, least, blocks=metric in SCALED
+        )
+        if compared.host is not None:
+            hosts[metric] = compared.host
+        for i, g in enumerate(groups):
+            g.spread[metric] = _spread(shown[i], is_new)
+            if not math.isnan(compared.p[i]):
+                g.p[metric] = float(compared.p[i])
+                g.beyond[metric] = float(compared.beyond[i])
+    return hosts
+
+
+def _row_mean(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over its finite values (0 where it has none)."""
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0.0).sum(axis=1)
+    return total / np.maximum(finite.sum(axis=1), 1)
+
+
+def _spread(values: np.ndarray, is_new: np.ndarray) -> Spread:
+    def span(v: np.ndarray) -> tuple[float, float]:
+        v = v[np.isfinite(v)]
+        return (float(v.min()), float(v.max())) if len(v) else (math.nan, math.nan)
+
+    return span(values[~is_new]), span(values[is_new])
+
+
+def test_appeared(g: Group, base: Side, new: Side) -> None:
+    """A group on one side only: every recording of that side must show more calls than
+    chance allows against none in all the other side's time (the largest p-value is the test's)."""
+    present, absent = (new, base) if g.status == "new" else (base, new)
+    side = SIDES.index(present.name)
+    rows = {row["recording_id"]: row for row in g.replicates if int(row["side"]) == side}
+    worst = 0.0
+    for r in present.replicates:
+        row = rows.get(r.recording_id)
+        if row is None:
+            worst = 1.0
+            break
+        calls = float(row["calls"])
+        phi = stats.rate_dispersion(calls, float(row["calls_sq"]), SLOTS)
+        worst = max(worst, stats.poisson_rates_p(0, absent.seconds, calls, r.seconds, phi))
+    g.p["rate"] = worst
