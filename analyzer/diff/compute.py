@@ -9,11 +9,11 @@ side's `recordings` table (one row per recording, its span: `analyzer.span`); wi
 and --since/--until, each recording is registered on its own (an offset counts from its own
 start) and those views are the union of theirs.
 
-Queries (`queries/diff/`): `groups.sql` (per group and side: calls, rate, errors, time, exact
-p50/p90/p99, calls and errors per time slot of each recording), `latency.sql` (single pair:
-calls per latency bin, for the percentile tests) and `replicates.sql` (replicates: the same per
-group and recording). Every percentile diff shows is DuckDB's exact `quantile_cont`, in those
-two files (`groups.sql`, `replicates.sql`: the CTE `agg`).
+Queries (`queries/diff/`): `groups.sql` (per group and side, or per group and recording for
+replicates: calls, rate, errors, time, exact p50/p90/p99, calls and errors per time slot of
+each recording) and `latency.sql` (single pair: calls per latency bin, for the percentile
+tests). Every percentile diff shows is DuckDB's exact `quantile_cont` in one place: the CTE
+`agg` of `groups.sql` (a side of replicates shows the geometric mean of its runs').
 """
 
 from __future__ import annotations
@@ -52,9 +52,21 @@ from sockopt_trace.analyzer.views import ViewNames
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata
 
+# the columns of groups.sql that add up over a side's recordings
+SUMMED = (
+    "calls",
+    "rate",
+    "errors",
+    "total_ns",
+    "time_rate",
+    "slots_with_calls",
+    "calls_sq",
+    "errors_sq_per_call",
+)
+
 
 def diff_queries() -> dict[str, Report]:
-    """The canned diff queries, `queries/diff/*.sql`, by name (groups, latency, replicates)."""
+    """The canned diff queries, `queries/diff/*.sql`, by name (groups, latency)."""
     return load_queries("diff")
 
 
@@ -181,26 +193,39 @@ def _has_callsites(*recordings: Recording) -> bool:
 def _fetch_groups(
     con: duckdb.DuckDBPyConnection, dims: Sequence[str], replicated: bool, *, percentiles: bool
 ) -> list[Group]:
-    """The groups by `dims`: each side's totals (groups.sql), each recording's (replicates.sql,
-    when replicated) and, for a single pair's percentile tests, the latency bins."""
+    """The groups by `dims` (groups.sql): each side's totals, or each recording's (replicates);
+    and, for a single pair's percentile tests, the latency bins."""
     queries = diff_queries()
-    params = {"slots": SLOTS}
+    params = {"slots": SLOTS, "per_recording": int(replicated)}
+    by_key: dict[tuple[Any, ...], tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for row in _fetch(con, queries["groups"], dims, params):
+        by_key.setdefault(tuple(row[d] for d in dims), ([], []))[int(row["side"])].append(row)
     groups = [
-        Group(row, tuple(row[d] for d in dims))
-        for row in _fetch(con, queries["groups"], dims, params)
+        Group(_totals(parts), key, [*parts[0], *parts[1]] if replicated else [])
+        for key, parts in by_key.items()
     ]
-    if replicated:
-        by_key: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        for row in _fetch(con, queries["replicates"], dims, params):
-            by_key.setdefault(tuple(row[d] for d in dims), []).append(row)
-        for g in groups:
-            g.replicates = by_key.get(g.key, [])
-    elif percentiles:
+    if percentiles and not replicated:
         min_calls = math.ceil(MIN_BEYOND / max(min(p, 1 - p) for p in PERCENTILES.values()))
         bins = _latency_bins(con, queries["latency"], dims, min_calls)
         for g in groups:
             g.bins = bins.get(g.key)
     return groups
+
+
+def _totals(parts: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> dict[str, Any]:
+    """A group's values per side (`base_calls`, `new_q`, ...) from its rows of groups.sql:
+    one per side, or one per recording, added up (percentiles: the runs' geometric mean, as
+    the replicates' test sees them)."""
+    row: dict[str, Any] = {}
+    for side, rows in zip(SIDES, parts, strict=True):
+        for column in SUMMED:
+            row[f"{side}_{column}"] = sum(float(r[column]) for r in rows)
+        quantiles = [r["q"] for r in rows if r["q"] is not None]
+        if len(quantiles) > 1:
+            logs = np.log(np.maximum(np.array(quantiles, dtype=float), 1e-9))
+            quantiles = [list(np.exp(logs.mean(axis=0)))]
+        row[f"{side}_q"] = quantiles[0] if quantiles else None
+    return row
 
 
 def _latency_bins(

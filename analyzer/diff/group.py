@@ -14,7 +14,7 @@ Spread = tuple[tuple[float, float], tuple[float, float]]
 
 @dataclass
 class Group:
-    """One group: its row of groups.sql, its rows of replicates.sql (one per recording) or
+    """One group: its totals per side, its rows of groups.sql per recording (replicates) or
     latency bins (single pair), and its raw (unadjusted) test results."""
 
     row: dict[str, Any]

@@ -1,15 +1,18 @@
 -- name: groups
--- answers: how do two recordings compare, per group? calls, calls per second, errors, time in getsockopt and exact p50, p90, p99 latency on each side, with calls and errors per time slot of each recording (how bursty each group is)
+-- answers: how do two sets of recordings compare, per group? calls, calls per second, errors, time in getsockopt and exact p50, p90, p99 latency on each side (or in each recording of each side), with calls and errors per time slot of each recording (how bursty each group is)
 -- by: comm, level, optname
 -- param: slots (int, default 30): time slots each recording's span is cut into
--- columns: <by>, base_calls, new_calls, base_rate, new_rate, base_errors, new_errors, base_total_ns, new_total_ns, base_time_rate, new_time_rate, base_rows, new_rows, base_slots_with_calls, new_slots_with_calls, base_calls_sq, new_calls_sq, base_errors_sq_per_call, new_errors_sq_per_call, base_q, new_q
--- Reads two recordings registered side by side: base_events and new_events, and their
--- recordings tables (each recording's span, analyzer/span.py). Rates are sums of weight /
--- recording_span_s (each recording's calls over its own span, added up). One GROUP BY over the
--- calls of both and, in the same pass, one row per (group, side, recording, slot), so that each
--- group's exact quantiles and its per-slot counts come out of a single aggregation without a
--- join on the group keys (which would drop groups whose keys are NULL, e.g. a missing call
--- site). base_q / new_q: the exact p50, p90, p99 (NULL on a side without calls).
+-- param: per_recording (int, default 0): 1 gives one row per group and recording (replicates), 0 one row per group and side
+-- columns: <by>, side, recording_id, calls, rate, errors, total_ns, time_rate, slots_with_calls, calls_sq, errors_sq_per_call, q
+-- Reads two sides registered on one connection: base_events (side 0) and new_events (side 1),
+-- and their recordings tables (each recording's span, analyzer/span.py), so that each
+-- recording's slots count from its own start. rate: calls per second, each recording's calls
+-- over its own span, added up (weight / recording_span_s); time_rate: ns in getsockopt per
+-- second, likewise. recording_id is empty with per_recording 0. One GROUP BY over the calls
+-- and, in the same pass, one row per (group, side, recording, slot), so that each group's
+-- exact quantiles and its per-slot counts come out of a single aggregation without a join on
+-- the group keys (which would drop groups whose keys are NULL, e.g. a missing call site).
+-- The percentiles of diff: q, the exact p50, p90, p99 (quantile_cont in agg, the only place).
 -- Rows: one per call (weight: how many calls it stands for; 1 unless grouping by sampled stacks).
 WITH sides AS (
     SELECT {keys}, {weight} AS weight, latency_ns, ret, ts_ns, recording_id, recording_span_s,
@@ -30,8 +33,9 @@ spans AS (
     FROM new_recordings
 ),
 calls AS (
-    SELECT {keys}, c.side, c.recording_id, weight, latency_ns,
-        weight / recording_span_s AS per_s,
+    SELECT {keys}, c.side, c.recording_id AS run,
+        CASE WHEN $per_recording = 1 THEN c.recording_id ELSE '' END AS recording_id,
+        weight, latency_ns, weight / recording_span_s AS per_s,
         CASE WHEN ret < 0 THEN weight ELSE 0 END AS error,
         floor((ts_ns - s.start_ns) / s.slot_ns) AS slot
     FROM sides AS c
@@ -39,68 +43,37 @@ calls AS (
     WHERE weight IS NOT NULL
 ),
 slots AS (
-    SELECT {keys}, side, sum(weight) AS slot_calls, sum(error) AS slot_errors
+    SELECT {keys}, side, recording_id, sum(weight) AS slot_calls, sum(error) AS slot_errors
     FROM calls
-    GROUP BY {keys}, side, recording_id, slot
+    GROUP BY {keys}, side, recording_id, run, slot
 ),
 both_kinds AS (
-    SELECT {keys}, side, weight, per_s, latency_ns, error,
+    SELECT {keys}, side, recording_id, weight, per_s, latency_ns, error,
         CAST(NULL AS BIGINT) AS slot_calls, CAST(NULL AS BIGINT) AS slot_errors
     FROM calls
     UNION ALL
-    SELECT {keys}, side, NULL, NULL, NULL, NULL, slot_calls, slot_errors
+    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, slot_calls, slot_errors
     FROM slots
 ),
-split AS (
-    SELECT {keys},
-        CASE WHEN side = 0 THEN weight END AS base_weight,
-        CASE WHEN side = 1 THEN weight END AS new_weight,
-        CASE WHEN side = 0 THEN per_s END AS base_per_s,
-        CASE WHEN side = 1 THEN per_s END AS new_per_s,
-        CASE WHEN side = 0 THEN error END AS base_error,
-        CASE WHEN side = 1 THEN error END AS new_error,
-        CASE WHEN side = 0 THEN latency_ns END AS base_latency_ns,
-        CASE WHEN side = 1 THEN latency_ns END AS new_latency_ns,
-        CASE WHEN side = 0 THEN slot_calls END AS base_slot_calls,
-        CASE WHEN side = 1 THEN slot_calls END AS new_slot_calls,
-        CASE WHEN side = 0 THEN slot_errors END AS base_slot_errors,
-        CASE WHEN side = 1 THEN slot_errors END AS new_slot_errors
-    FROM both_kinds
-),
 agg AS (
-    SELECT {keys},
-        coalesce(sum(base_weight), 0) AS base_calls,
-        coalesce(sum(new_weight), 0) AS new_calls,
-        coalesce(sum(base_per_s), 0) AS base_rate,
-        coalesce(sum(new_per_s), 0) AS new_rate,
-        coalesce(sum(base_error), 0) AS base_errors,
-        coalesce(sum(new_error), 0) AS new_errors,
-        coalesce(sum(base_weight * base_latency_ns), 0) AS base_total_ns,
-        coalesce(sum(new_weight * new_latency_ns), 0) AS new_total_ns,
-        coalesce(sum(base_per_s * base_latency_ns), 0) AS base_time_rate,
-        coalesce(sum(new_per_s * new_latency_ns), 0) AS new_time_rate,
-        count(base_latency_ns) AS base_rows,
-        count(new_latency_ns) AS new_rows,
-        count(base_slot_calls) AS base_slots_with_calls,
-        count(new_slot_calls) AS new_slots_with_calls,
-        coalesce(sum(base_slot_calls * base_slot_calls), 0) AS base_calls_sq,
-        coalesce(sum(new_slot_calls * new_slot_calls), 0) AS new_calls_sq,
-        coalesce(sum(base_slot_errors * base_slot_errors / base_slot_calls), 0)
-            AS base_errors_sq_per_call,
-        coalesce(sum(new_slot_errors * new_slot_errors / new_slot_calls), 0)
-            AS new_errors_sq_per_call,
-        quantile_cont(base_latency_ns, [0.5, 0.9, 0.99]) AS base_q,
-        quantile_cont(new_latency_ns, [0.5, 0.9, 0.99]) AS new_q
-    FROM split
-    GROUP BY {keys}
+    SELECT {keys}, side, recording_id,
+        coalesce(sum(weight), 0) AS calls,
+        coalesce(sum(per_s), 0) AS rate,
+        coalesce(sum(error), 0) AS errors,
+        coalesce(sum(weight * latency_ns), 0) AS total_ns,
+        coalesce(sum(per_s * latency_ns), 0) AS time_rate,
+        count(slot_calls) AS slots_with_calls,
+        coalesce(sum(slot_calls * slot_calls), 0) AS calls_sq,
+        coalesce(sum(slot_errors * slot_errors / slot_calls), 0) AS errors_sq_per_call,
+        quantile_cont(latency_ns, [0.5, 0.9, 0.99]) AS q
+    FROM both_kinds
+    GROUP BY {keys}, side, recording_id
 ),
 labelled AS (
-    SELECT {labels}, base_calls, new_calls, base_rate, new_rate, base_errors, new_errors,
-        base_total_ns, new_total_ns, base_time_rate, new_time_rate, base_rows, new_rows,
-        base_slots_with_calls, new_slots_with_calls, base_calls_sq, new_calls_sq,
-        base_errors_sq_per_call, new_errors_sq_per_call, base_q, new_q
+    SELECT {labels}, side, recording_id, calls, rate, errors, total_ns, time_rate,
+        slots_with_calls, calls_sq, errors_sq_per_call, q
     FROM agg
 )
 SELECT *
 FROM labelled
-ORDER BY {names}
+ORDER BY {names}, side, recording_id
