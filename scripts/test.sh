@@ -14,5 +14,5 @@ fi
 .venv/bin/ruff check .
 # the VM tier (tests/vm: Debian kernels under qemu, every probe mode) runs here; SOCKOPT_TRACE_VM=0
 # leaves it out
-export SOCKOPT_TRACE_VM="${SOCKOPT_TRACE_VM:-0}"  # 1 once the tier is proven green in CI time
+export SOCKOPT_TRACE_VM="${SOCKOPT_TRACE_VM:-1}"
 .venv/bin/python -m pytest tests "$@"

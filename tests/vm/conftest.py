@@ -23,7 +23,7 @@ REQUIRED = os.environ.get("SOCKOPT_TRACE_REQUIRE_KERNEL") == "1"
 
 
 def _asked_for(config: pytest.Config) -> bool:
-    if os.environ.get("SOCKOPT_TRACE_VM") == "1":
+    if REQUIRED or os.environ.get("SOCKOPT_TRACE_VM") == "1":
         return True
     here = Path(__file__).parent
     named = [Path(a.split("::")[0]).resolve() for a in config.args]

@@ -6,7 +6,7 @@ report comes back through the shared directory, one outer test per inner test.
 
 Choose with environment variables:
   SOCKOPT_TRACE_VM_KERNELS  comma-separated names from tests/vm/kernels.py, or "all"
-                            (default: the CI set, 6.1, 6.12 and 5.10)
+                            (default: the CI set, CI_KERNELS below)
   SOCKOPT_TRACE_VM_TESTS    "ci" (default: chosen to fit CI's budget), "all" (every test in
                             tests/kernel, in every mode: hours under emulation), or a substring
                             that picks inner test ids out of "all" (e.g. test_reliability.py)
@@ -27,7 +27,9 @@ from tests.vm.kernels import KERNELS, Kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ("fentry", "kprobe", "tracepoint")
-CI_KERNELS = ("6.1", "6.12", "5.10")  # 5.10: the refusal of a kernel older than 5.15
+# 6.12 (bookworm-security) and 5.10 (the refusal of a kernel older than 5.15) join CI once a run
+# of theirs has been seen green here; until then: SOCKOPT_TRACE_VM_KERNELS=6.12,5.10
+CI_KERNELS = ("6.1",)
 TIMEOUT_S = float(os.environ.get("SOCKOPT_TRACE_VM_TIMEOUT", "2400"))
 TIME_SCALE = "30"  # emulation: inner commands get 30x their usual time limit
 
