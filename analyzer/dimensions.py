@@ -25,6 +25,16 @@ DIMENSIONS: dict[str, Dimension] = {
     "optname": Dimension(("level", "optname"), "optname_label(level, optname)"),
     "errno": Dimension(("errno",), "errno_label(errno)"),
     **{c: _plain(c) for c in ("callsite", "stack", "optlen_in", "optlen_out")},
+    # what the call was about: the container or service, the socket, the value returned
+    **{c: _plain(c) for c in ("cgroup", "unit", "pod", "container")},
+    **{c: Dimension((c,), f"{c}_label({c})") for c in ("family", "sock_type", "protocol", "state")},
+    **{c: _plain(c) for c in ("local_addr", "local_port", "peer_addr", "peer_port")},
+    "peer": Dimension(("peer_addr", "peer_port"), "endpoint_label(peer_addr, peer_port)"),
+    "local": Dimension(("local_addr", "local_port"), "endpoint_label(local_addr, local_port)"),
+    "value": Dimension(
+        ("level", "optname", "value"),
+        "coalesce(value_label(level, optname, value), CAST(value AS VARCHAR))",
+    ),
 }
 
 

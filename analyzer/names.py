@@ -237,3 +237,48 @@ def optname_name(level: int, optname: int) -> str:
 def errno_name(errno: int) -> str:
     """ENOPROTOOPT, EBADF, ...; 0 is OK; an unknown errno as its number."""
     return OK if errno == 0 else ERRNOS.get(errno, str(errno))
+
+
+# The socket of a call (issue 16). Sources: linux-headers 6.1 `include/linux/socket.h` (AF_*),
+# `include/linux/net.h` (SOCK_*), `include/net/tcp_states.h` (TCP_* states; Unix and UDP sockets
+# use them too), `include/uapi/linux/in.h` and `in6.h` (IPPROTO_*); plus TCP_BOUND_INACTIVE
+# (6.9) and AF_MCTP/IPPROTO_SMC, newer than 6.1's tables.
+# fmt: off
+FAMILIES: dict[int, str] = {
+    0: "AF_UNSPEC", 1: "AF_UNIX", 2: "AF_INET", 3: "AF_AX25", 4: "AF_IPX", 5: "AF_APPLETALK",
+    6: "AF_NETROM", 7: "AF_BRIDGE", 8: "AF_ATMPVC", 9: "AF_X25", 10: "AF_INET6", 11: "AF_ROSE",
+    12: "AF_DECnet", 13: "AF_NETBEUI", 14: "AF_SECURITY", 15: "AF_KEY", 16: "AF_NETLINK",
+    17: "AF_PACKET", 18: "AF_ASH", 19: "AF_ECONET", 20: "AF_ATMSVC", 21: "AF_RDS", 22: "AF_SNA",
+    23: "AF_IRDA", 24: "AF_PPPOX", 25: "AF_WANPIPE", 26: "AF_LLC", 27: "AF_IB", 28: "AF_MPLS",
+    29: "AF_CAN", 30: "AF_TIPC", 31: "AF_BLUETOOTH", 32: "AF_IUCV", 33: "AF_RXRPC",
+    34: "AF_ISDN", 35: "AF_PHONET", 36: "AF_IEEE802154", 37: "AF_CAIF", 38: "AF_ALG",
+    39: "AF_NFC", 40: "AF_VSOCK", 41: "AF_KCM", 42: "AF_QIPCRTR", 43: "AF_SMC", 44: "AF_XDP",
+    45: "AF_MCTP",
+}
+SOCK_TYPES: dict[int, str] = {
+    1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM", 5: "SOCK_SEQPACKET",
+    6: "SOCK_DCCP", 10: "SOCK_PACKET",
+}
+STATES: dict[int, str] = {
+    1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+    6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
+    12: "NEW_SYN_RECV", 13: "BOUND_INACTIVE",
+}
+PROTOCOLS: dict[int, str] = {
+    1: "IPPROTO_ICMP", 2: "IPPROTO_IGMP", 4: "IPPROTO_IPIP", 6: "IPPROTO_TCP",
+    8: "IPPROTO_EGP", 12: "IPPROTO_PUP", 17: "IPPROTO_UDP", 22: "IPPROTO_IDP", 29: "IPPROTO_TP",
+    33: "IPPROTO_DCCP", 41: "IPPROTO_IPV6", 46: "IPPROTO_RSVP", 47: "IPPROTO_GRE",
+    50: "IPPROTO_ESP", 51: "IPPROTO_AH", 58: "IPPROTO_ICMPV6", 92: "IPPROTO_MTP",
+    94: "IPPROTO_BEETPH", 98: "IPPROTO_ENCAP", 103: "IPPROTO_PIM", 108: "IPPROTO_COMP",
+    115: "IPPROTO_L2TP", 132: "IPPROTO_SCTP", 136: "IPPROTO_UDPLITE", 137: "IPPROTO_MPLS",
+    143: "IPPROTO_ETHERNET", 255: "IPPROTO_RAW", 256: "IPPROTO_SMC", 262: "IPPROTO_MPTCP",
+}
+# fmt: on
+
+# Options whose value is best read through another table: (level, optname) -> its table.
+VALUE_NAMES: dict[tuple[int, int], dict[int, str]] = {
+    (1, 4): ERRNOS,  # SO_ERROR: 0 is OK (see value_label)
+    (1, 3): SOCK_TYPES,  # SO_TYPE
+    (1, 39): FAMILIES,  # SO_DOMAIN
+    (1, 38): PROTOCOLS,  # SO_PROTOCOL
+}

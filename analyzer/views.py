@@ -11,8 +11,12 @@ view run whether or not their columns are used), and the reports group by the ra
 decode only their result rows (measured: 2.5x faster on the latency report).
 
 Views and tables (with a prefix when two recordings share a connection, `ViewNames`):
-- `events_all`: every column of the files, plus `time` (TIMESTAMP, UTC), `level_name`,
+- `events_all`: every column of the files (nulls for the context columns a file lacks: they
+  are recorded only when asked for), plus `time` (TIMESTAMP, UTC), `level_name`,
   `optname_name`, `errno` (-ret for a failed call, else 0), `errno_name` (OK on success),
+  `family_name`, `sock_type_name`,
+  `protocol_name`, `state_name` (the socket's), `value_name` (the value returned, named where
+  the option's value is a name: SO_ERROR's errno, SO_TYPE, SO_DOMAIN, SO_PROTOCOL),
   `stack_weight` (how many calls a row's stack stands for when stacks are sampled; NULL on rows
   without a stack) and `recording_id`;
 - `events`: `events_all` after --where, --since and --until (`database.filter_events`);
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from sockopt_trace import schema
 from sockopt_trace.analyzer import names
 from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.info import files_table
@@ -47,10 +52,12 @@ def macros() -> list[str]:
     """The DuckDB-only functions the views and canned queries use.
 
     ns_to_time(ns): ns since the epoch -> TIMESTAMP (UTC); Spark: timestamp_micros(ns div 1000).
-    level_label(level), optname_label(level, optname), errno_label(errno): the names of
-    `names`, an unknown value as its number (errno 0 is OK); on another engine, a join with the
-    level_names / optname_names / errno_names tables. Lists are indexed 1-based, and a negative
-    index would count from the end, hence the range checks.
+    level_label(level), optname_label(level, optname), errno_label(errno), family_label,
+    sock_type_label, protocol_label, state_label, value_label(level, optname, value): the names
+    of `names`, an unknown value as its number (errno 0 is OK); on another engine, a join with
+    the level_names / optname_names / errno_names tables or a CASE. endpoint_label(addr, port):
+    `addr:port`, `[v6]:port`, or a Unix path. Lists are indexed 1-based, and a negative index
+    would count from the end, hence the range checks.
     """
     options = " ".join(
         f"WHEN {level} THEN {_list(table)}[o + 1]" for level, table in names.OPTNAMES.items()
@@ -65,7 +72,42 @@ def macros() -> list[str]:
         f"CREATE OR REPLACE MACRO errno_label(e) AS CASE WHEN e = 0 THEN '{names.OK}' ELSE "
         f"coalesce(CASE WHEN e BETWEEN 1 AND {max(names.ERRNOS)} THEN {_list(names.ERRNOS)}"
         "[e + 1] END, CAST(e AS VARCHAR)) END",
+        *(_table_macro(name, table) for name, table in LABELS.items()),
+        "CREATE OR REPLACE MACRO value_label(lv, o, v) AS CASE "
+        + " ".join(
+            f"WHEN lv = {lv} AND o = {o} THEN {_label_of(table)}(v)"
+            for (lv, o), table in names.VALUE_NAMES.items()
+        )
+        + " END",
+        # an endpoint as people write it: 10.0.0.1:80, [2001:db8::1]:443, /run/x.sock
+        "CREATE OR REPLACE MACRO endpoint_label(addr, port) AS CASE "
+        "WHEN port IS NULL THEN addr "
+        "WHEN addr LIKE '%:%' THEN '[' || addr || ']:' || CAST(port AS VARCHAR) "
+        "ELSE addr || ':' || CAST(port AS VARCHAR) END",
     ]
+
+
+# Macros that name a column's numbers: family_label(family) -> 'AF_INET', ...
+LABELS: dict[str, Mapping[int, str]] = {
+    "family_label": names.FAMILIES,
+    "sock_type_label": names.SOCK_TYPES,
+    "protocol_label": names.PROTOCOLS,
+    "state_label": names.STATES,
+}
+
+
+def _label_of(table: Mapping[int, str]) -> str:
+    if table is names.ERRNOS:
+        return "errno_label"
+    return next(name for name, t in LABELS.items() if t is table)
+
+
+def _table_macro(name: str, table: Mapping[int, str]) -> str:
+    """A macro naming v by `table`; an unknown value as its number, NULL as NULL."""
+    return (
+        f"CREATE OR REPLACE MACRO {name}(v) AS coalesce(CASE WHEN v BETWEEN 0 AND {max(table)} "
+        f"THEN {_list(table)}[v + 1] END, CAST(v AS VARCHAR))"
+    )
 
 
 def _list(table: Mapping[int, str]) -> str:
@@ -177,7 +219,8 @@ def events_sql(rec: Recording, spans: Mapping[str, RecordingSpan]) -> str:
     mixed = len({f.columns for f in rec.files}) > 1
     options = ", union_by_name = true" if mixed else ""
     parts = [
-        f"SELECT *, CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight, "
+        f"SELECT *, {_absent_columns(files)}"
+        f"CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight, "
         f"{sql_string(recording_id)} AS recording_id, {_seconds(spans.get(recording_id))} "
         "AS recording_span_s "
         f"FROM read_parquet({_paths(files)}{options})"
@@ -190,9 +233,27 @@ SELECT *,
     level_label(level) AS level_name,
     optname_label(level, optname) AS optname_name,
     CASE WHEN ret < 0 THEN -ret ELSE 0 END AS errno,
-    errno_label(CASE WHEN ret < 0 THEN -ret ELSE 0 END) AS errno_name
+    errno_label(CASE WHEN ret < 0 THEN -ret ELSE 0 END) AS errno_name,
+    family_label(family) AS family_name,
+    sock_type_label(sock_type) AS sock_type_name,
+    protocol_label(protocol) AS protocol_name,
+    state_label(state) AS state_name,
+    value_label(level, optname, value) AS value_name
 FROM ({source})
 """
+
+
+def _absent_columns(files: Sequence[RecordingFile]) -> str:
+    """NULLs for the context columns none of these files has (not recorded)."""
+    have = {c for f in files for c in f.columns}
+    return "".join(
+        f"CAST(NULL AS {_SQL_TYPES[schema.CONTEXT_COLUMNS[c][0]]}) AS {c}, "
+        for c in schema.CONTEXT_COLUMNS
+        if c not in have
+    )
+
+
+_SQL_TYPES = {pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.string(): "VARCHAR"}
 
 
 def _seconds(span: RecordingSpan | None) -> str:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from sockopt_trace.schema import (
     ARROW_SCHEMA,
+    CONTEXT_COLUMNS,
     FORMAT_VERSION,
     LOSS_REASONS,
     METADATA_KEY,
@@ -31,6 +32,10 @@ from sockopt_trace.schema import (
 )
 
 START_NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
+# The contract's columns and the context columns (which the recorder writes when asked to)
+SYNTH_SCHEMA = pa.schema(
+    [*ARROW_SCHEMA, *(pa.field(n, t) for n, (t, _) in CONTEXT_COLUMNS.items())]
+)
 
 # (comm, pid, threads): a handful of processes with different habits.
 PROCESSES: tuple[tuple[str, int, int], ...] = (
@@ -58,6 +63,29 @@ OPTION_WEIGHTS = (0.30, 0.30, 0.15, 0.10, 0.08, 0.05, 0.02)
 RETS = (0, -9, -88, -92, -22, -4000)
 RET_WEIGHTS = (0.95, 0.01, 0.01, 0.015, 0.01, 0.005)
 
+# Sockets: (family, sock_type, protocol, state, local_addr, local_port, peer_addr, peer_port).
+SOCKETS: tuple[tuple[int, int, int, int, str, int | None, str | None, int | None], ...] = (
+    (2, 1, 6, 1, "10.0.0.5", 8080, "10.0.3.17", 51234),  # TCP, ESTABLISHED
+    (2, 1, 6, 1, "10.0.0.5", 41000, "10.0.5.7", 8080),  # TCP upstream
+    (10, 1, 6, 1, "2001:db8::5", 443, "2001:db8::99", 40000),  # TCP over IPv6
+    (2, 1, 6, 10, "0.0.0.0", 8080, None, None),  # TCP, LISTEN
+    (2, 2, 17, 7, "127.0.0.1", 5353, None, None),  # UDP, unconnected
+    (1, 1, 0, 1, "/run/app.sock", None, None, None),  # Unix, server side
+)
+SOCKET_WEIGHTS = (0.40, 0.25, 0.15, 0.05, 0.05, 0.10)
+CGROUPS: tuple[tuple[int, str, str | None, str | None, str | None], ...] = (
+    (1001, "/system.slice/nginx.service", "nginx.service", None, None),
+    (1002, "/user.slice/user-1000.slice/session-2.scope", "session-2.scope", None, None),
+    (
+        1003,
+        "/kubepods.slice/kubepods-pod0f0e0d0c_0b0a_0908_0706_050403020100.slice/"
+        "cri-containerd-" + "ab" * 32 + ".scope",
+        "cri-containerd-" + "ab" * 32 + ".scope",
+        "0f0e0d0c-0b0a-0908-0706-050403020100",
+        "ab" * 32,
+    ),
+)
+
 CALLSITES = tuple(f"fn_{i}+0x{16 * i + 3:x}" for i in range(12))
 STACKS = tuple(f"main;loop_{i % 3};handler_{i};fn_{i}" for i in range(12))
 
@@ -72,7 +100,7 @@ def synth_events(
     stacks: str = "callsite",
     stack_sample_period: int = 1,
 ) -> pa.Table:
-    """`n` rows in `ARROW_SCHEMA`, sorted by time; the same arguments give the same rows."""
+    """`n` rows in `SYNTH_SCHEMA`, sorted by time; the same arguments give the same rows."""
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(1e9 / rate_per_s, n).astype(np.int64) + 1
     ts = start_ns + np.cumsum(gaps)
@@ -108,8 +136,53 @@ def synth_events(
         "ret": ret,
         "callsite": _take(CALLSITES, site) if stacks != "off" else pa.nulls(n, pa.string()),
         "stack": _stacks(n, site, stacks, stack_sample_period),
+        **_context(rng, proc, level, optname, ret),
     }
-    return pa.table(columns, schema=ARROW_SCHEMA)
+    return pa.table(columns, schema=SYNTH_SCHEMA)
+
+
+def _context(
+    rng: np.random.Generator,
+    proc: np.ndarray,
+    level: np.ndarray,
+    optname: np.ndarray,
+    ret: np.ndarray,
+) -> dict[str, Any]:
+    """Socket, value and cgroup columns (drawn after the others: those stay as they were)."""
+    n = len(proc)
+    sock = rng.choice(len(SOCKETS), n, p=SOCKET_WEIGHTS)
+    no_socket = (ret == -9) | (ret == -88)  # EBADF, ENOTSOCK: the fd was not read as a socket
+    columns: dict[str, Any] = {}
+    names = ("family", "sock_type", "protocol", "state", "local_addr", "local_port")
+    for i, name in enumerate((*names, "peer_addr", "peer_port")):
+        values = [s[i] for s in SOCKETS]
+        typ = pa.string() if isinstance(values[0], str) else pa.int32()
+        taken = pc.take(pa.array(values, typ), pa.array(sock.astype(np.int32)))
+        columns[name] = pc.if_else(pa.array(no_socket), pa.nulls(n, typ), taken)
+    cg = proc % len(CGROUPS)
+    columns["cgroup_id"] = np.array([c[0] for c in CGROUPS], dtype=np.int64)[cg]
+    for i, name in enumerate(("cgroup", "unit", "pod", "container")):
+        columns[name] = pc.take(pa.array([c[i + 1] for c in CGROUPS], pa.string()), cg)
+    ok = ret == 0
+    tcp_info = ok & (level == 6) & (optname == 11)
+    so_error = (level == 1) & (optname == 4)
+    errnos = rng.choice(np.array([0, 111, 110, 104]), n, p=(0.9, 0.05, 0.03, 0.02))
+    value = np.where(so_error, errnos, np.where(optname == 8, 212992, 1)).astype(np.int64)
+    columns["value"] = pa.array(value, mask=~(ok & ~tcp_info))
+    rtt = (rng.lognormal(np.log(200 + 3000 * (sock == 1)), 0.5, n)).astype(np.int32)
+    fields = {
+        "tcpi_state": np.ones(n, np.int32),
+        "tcpi_retransmits": np.zeros(n, np.int32),
+        "tcpi_rtt_us": rtt,
+        "tcpi_rttvar_us": (rtt // 4).astype(np.int32),
+        "tcpi_snd_cwnd": np.full(n, 10, np.int32),
+        "tcpi_lost": np.zeros(n, np.int32),
+        "tcpi_total_retrans": rng.poisson(0.1, n).astype(np.int32),
+        "tcpi_delivery_rate": (rng.lognormal(18, 1, n)).astype(np.int64),
+    }
+    for name, data in fields.items():
+        columns[name] = pa.array(data, mask=~tcp_info)
+    return columns
 
 
 def _repeat(value: str, n: int) -> pa.Array:
@@ -156,7 +229,7 @@ def write_file(
     path: Path, table: pa.Table, meta: RecordingMetadata, row_group_rows: int = 1 << 20
 ) -> Path:
     """Write one recording file the way the recorder does."""
-    with pq.ParquetWriter(path, ARROW_SCHEMA, **parquet_write_options()) as writer:
+    with pq.ParquetWriter(path, table.schema, **parquet_write_options()) as writer:
         for start in range(0, max(table.num_rows, 1), row_group_rows):
             writer.write_table(table.slice(start, row_group_rows))
         writer.add_key_value_metadata({METADATA_KEY: meta.to_bytes()})

@@ -51,15 +51,17 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     return load([root])
 
 
-def test_there_are_the_seven_reports() -> None:
+def test_there_are_the_nine_reports() -> None:
     assert sorted(p.stem for p in SQL_FILES) == [
         "callsites",
         "errors",
         "latency",
+        "peers",
         "processes",
         "slowest",
         "summary",
         "timeline",
+        "values",
     ]
     assert set(load_reports()) == {p.stem for p in SQL_FILES}
 
