@@ -8,6 +8,8 @@ from pathlib import Path
 from sockopt_trace.analyzer.database import Loaded, Setup, Source, connect
 from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.recording import open_recording
+from sockopt_trace.analyzer.storage import Prune, hosts_in_where
+from sockopt_trace.analyzer.timespec import is_offset, parse_time_bound
 from sockopt_trace.analyzer.views import ViewNames
 
 Specs = Sequence[str | Path]
@@ -27,7 +29,7 @@ def load(
     `filters.since`/`until` are wall-clock times or offsets from the recording's start (see
     `timespec`); `filters.where` is a SQL boolean expression over the `events` columns.
     """
-    rec = open_recording(specs, skip_bad=skip_bad)
+    rec = open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters))
     [loaded] = connect(
         [Source(rec, filters)],
         skip_bad=skip_bad,
@@ -50,7 +52,11 @@ def load_pair(
 ) -> tuple[Loaded, Loaded]:
     """Two recordings on one connection, as `base_events`/`base_files`/... and `new_...`."""
     sources = [
-        Source(open_recording(specs, skip_bad=skip_bad), filters, ViewNames(f"{side}_"))
+        Source(
+            open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters)),
+            filters,
+            ViewNames(f"{side}_"),
+        )
         for side, specs in (("base", base), ("new", new))
     ]
     b, n = connect(
@@ -61,3 +67,13 @@ def load_pair(
         allow_external=allow_external,
     )
     return b, n
+
+
+def prune_for(filters: Filters) -> Prune:
+    """Which fleet-layout directories the filters rule out before any file is opened: hosts
+    from --where, dates from --since/--until given as times (an offset from the recording's
+    start needs the files first)."""
+    since, until = filters.since, filters.until
+    since_ns = parse_time_bound(since, 0, "--since") if since and not is_offset(since) else None
+    until_ns = parse_time_bound(until, 0, "--until") if until and not is_offset(until) else None
+    return Prune(hosts_in_where(filters.where), since_ns, until_ns)

@@ -15,11 +15,14 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sockopt_trace import schema
+from sockopt_trace.analyzer import storage
+from sockopt_trace.analyzer.storage import ObjectPath, Prune
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata
 
@@ -30,9 +33,12 @@ class BadFile(ValueError):
     """A file that is not a readable recording of this format version."""
 
 
+FilePath = Path | ObjectPath  # a local file, or an object in s3://, gs://, az:// storage
+
+
 @dataclass(frozen=True)
 class RecordingFile:
-    path: Path
+    path: FilePath
     meta: RecordingMetadata
     rows: int  # from the Parquet footer
     columns: tuple[str, ...]
@@ -40,7 +46,7 @@ class RecordingFile:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    path: Path
+    path: FilePath
     problem: str
 
 
@@ -49,7 +55,7 @@ class Recording:
     """The validated files of one or more recordings, and what was left out and why."""
 
     files: tuple[RecordingFile, ...]
-    partial: tuple[Path, ...] = ()
+    partial: tuple[FilePath, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
 
     @property
@@ -117,8 +123,12 @@ class Recording:
         return lines
 
 
-def open_recording(specs: Sequence[str | Path], *, skip_bad: bool = False) -> Recording:
-    """Resolve `specs` to recording files and validate each one.
+def open_recording(
+    specs: Sequence[str | Path], *, skip_bad: bool = False, prune: Prune | None = None
+) -> Recording:
+    """Resolve `specs` to recording files and validate each one; `prune` leaves out the
+    files of a fleet layout's host=/date= directories that cannot hold a call asked for,
+    without opening them.
 
     Raises UserError (exit code 2) naming the first bad file, unless `skip_bad`, which leaves
     bad files out and lists them in `Recording.skipped` (an error still if none is left).
@@ -126,6 +136,10 @@ def open_recording(specs: Sequence[str | Path], *, skip_bad: bool = False) -> Re
     if not specs:
         raise UserError("no recording given: name a recording directory, file or glob")
     candidates, partial = find_files(specs)
+    if prune is not None:
+        candidates = [p for p in candidates if prune.keeps(str(p))]
+        if not candidates:
+            raise UserError("no recording files left after --where host / --since / --until")
     good: list[RecordingFile] = []
     bad: list[SkippedFile] = []
     for path in candidates:
@@ -136,11 +150,16 @@ def open_recording(specs: Sequence[str | Path], *, skip_bad: bool = False) -> Re
     return Recording(tuple(good), tuple(partial)).leave_out(bad, skip_bad=skip_bad)
 
 
-def find_files(specs: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+def find_files(specs: Iterable[str | Path]) -> tuple[list[FilePath], list[FilePath]]:
     """(files to read, partial files seen), each without duplicates, in a stable order."""
-    found: dict[Path, None] = {}
-    partial: dict[Path, None] = {}
+    found: dict[FilePath, None] = {}
+    partial: dict[FilePath, None] = {}
     for spec in specs:
+        if isinstance(spec, str) and storage.is_url(spec):
+            files, part = _scan_prefix(storage.parse_url(spec))
+            found.update(dict.fromkeys(files))
+            partial.update(dict.fromkeys(part))
+            continue
         for path in _expand(str(spec)):
             if path.is_dir():
                 files, part = _scan_dir(path)
@@ -169,9 +188,22 @@ def _expand(spec: str) -> list[Path]:
     raise UserError(f"{spec}: no such file or directory")
 
 
-def _scan_dir(directory: Path) -> tuple[list[Path], list[Path]]:
-    files = sorted(p for p in directory.rglob(f"*{schema.FILE_SUFFIX}") if p.is_file())
-    partial = sorted(directory.rglob(f"*{schema.PARTIAL_SUFFIX}"))
+def _scan_prefix(prefix: ObjectPath) -> tuple[list[FilePath], list[FilePath]]:
+    """The recording files and partial files under a storage prefix (or that one object)."""
+    suffixes = (schema.FILE_SUFFIX, schema.PARTIAL_SUFFIX)
+    objects = storage.list_files(prefix, suffixes)
+    files: list[FilePath] = [o for o in objects if o.key.endswith(schema.FILE_SUFFIX)]
+    partial: list[FilePath] = [o for o in objects if o.key.endswith(schema.PARTIAL_SUFFIX)]
+    if not files:
+        raise UserError(f"{prefix}: no recording files (*{schema.FILE_SUFFIX}) under this prefix")
+    return files, partial
+
+
+def _scan_dir(directory: Path) -> tuple[list[FilePath], list[FilePath]]:
+    files: list[FilePath] = sorted(
+        p for p in directory.rglob(f"*{schema.FILE_SUFFIX}") if p.is_file()
+    )
+    partial: list[FilePath] = sorted(directory.rglob(f"*{schema.PARTIAL_SUFFIX}"))
     if not files:
         why = (
             f"only {_count(len(partial), 'partial file')} (a recorder is still writing, or was "
@@ -187,20 +219,26 @@ def _scan_dir(directory: Path) -> tuple[list[Path], list[Path]]:
     return files, partial
 
 
-def read_file(path: Path) -> RecordingFile:
+def read_file(path: FilePath) -> RecordingFile:
     """Read and check one file's footer and metadata (not its rows). Raises BadFile."""
     try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            magic = fh.read(4)
+        if isinstance(path, ObjectPath):
+            size = storage.size(path)
+            source: Any = storage.open_input(path)
+            magic = source.read(4)
+        else:
+            size = path.stat().st_size
+            source = path
+            with path.open("rb") as fh:
+                magic = fh.read(4)
     except OSError as err:
-        raise BadFile(f"cannot read: {err.strerror}") from None
+        raise BadFile(f"cannot read: {err.strerror or first_line(err)}") from None
     if size == 0:
         raise BadFile("empty file (0 bytes), not a Parquet file; delete it")
     if magic != b"PAR1":
         raise BadFile("not a Parquet file")
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(source)
     except (pa.ArrowException, OSError, ValueError) as err:
         raise BadFile(
             "truncated or damaged Parquet file (no readable footer): it was not closed "
@@ -274,6 +312,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _names(paths: Sequence[Path], most: int = 3) -> str:
+def _names(paths: Sequence[FilePath], most: int = 3) -> str:
     shown = ", ".join(str(p) for p in paths[:most])
     return shown + (f" and {len(paths) - most} more" if len(paths) > most else "")

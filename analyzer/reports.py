@@ -11,7 +11,8 @@ Header (leading `--` lines, `key: value`):
 
 Nothing the user types is pasted into a report's SQL: parameter values are bound as DuckDB
 `$name` parameters (durations as integer nanoseconds), and grouping dimensions are looked up in
-the allow-list `DIMENSIONS`. A report with `by` groups by the raw columns and decodes names only
+the allow-list `DIMENSIONS`. Shared SQL (percentiles) comes from templates, `{name(args)}`,
+expanded last (see `templates`). A report with `by` groups by the raw columns and decodes names only
 in its result rows, through four placeholders replaced as text:
 - `{keys}`: the raw columns to select and group by (`comm, level, optname`; --by optname groups
   by level and optname, since an option number means something only within its level);
@@ -28,15 +29,19 @@ import importlib.resources
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from sockopt_trace.analyzer.database import execute
 from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.analyzer.render import Result
+from sockopt_trace.analyzer.templates import expand
 from sockopt_trace.errors import UserError
 from sockopt_trace.units import parse_duration
+
+if TYPE_CHECKING:
+    from sockopt_trace.analyzer.spark import SparkConnection
 
 HEADER_KEYS = ("name", "answers", "by", "param", "columns", "layout")
 PLACEHOLDERS = ("{keys}", "{labels}", "{names}", "{weight}")
@@ -167,7 +172,7 @@ def prepare(
     if report.by is None:
         if by:
             raise UserError(f"report '{report.name}' does not take --by")
-        return sql, values
+        return expand(sql), values
     dims = parse_by(by) if by else list(report.by)
     keys = dict.fromkeys(k for d in dims for k in DIMENSIONS[d].keys)
     labels = (d if DIMENSIONS[d].label == d else f"{DIMENSIONS[d].label} AS {d}" for d in dims)
@@ -175,23 +180,26 @@ def prepare(
     weight = "stack_weight" if "stack" in dims else "1"
     for placeholder, text in zip(PLACEHOLDERS, (*texts, weight), strict=True):
         sql = sql.replace(placeholder, text)
-    return sql, values
+    return expand(sql), values
 
 
 def run_report(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | SparkConnection,
     name: str,
     *,
     by: Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> Result:
-    """Run a canned report over the `events`/`files` views of `con`.
+    """Run a canned report over the `events`/`files` views of `con` (DuckDB, or Spark).
 
     The rows are fetched (reports are small: top N groups, or one row per interval), so the
     connection is free for the next query, e.g. the other side of a diff.
     """
     report = get_report(name)
     sql, values = prepare(report, by=by, params=params)
-    cursor = execute(con, sql, values)
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        cursor: Any = execute(con, sql, values)
+    else:
+        cursor = con.execute(sql, values)
     columns = [d[0] for d in cursor.description]
     return Result(columns, cursor.fetchall(), report.name, record=report.record)

@@ -36,11 +36,16 @@ def iso(ns: int) -> str:
     return to_datetime(ns).isoformat(timespec="microseconds") + "Z"
 
 
+def is_offset(text: str) -> bool:
+    """'30s', '+5m': an offset from the recording's start, not a time of day."""
+    return bool(_OFFSET.fullmatch(text.strip().lower()))
+
+
 def parse_time_bound(text: str, origin_ns: int, option: str = "--since") -> int:
     """Nanoseconds since the epoch from '2025-01-31T12:00:00' (UTC unless an offset is given,
     e.g. '+01:00' or 'Z') or from an offset after `origin_ns` such as '30s', '+5m', '1.5h'."""
     value = text.strip()
-    if _OFFSET.fullmatch(value.lower()):
+    if is_offset(value):
         return origin_ns + round(parse_duration(value.lstrip("+ "), option) * 1e9)
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -34,7 +34,7 @@ import duckdb
 import pyarrow as pa
 
 from sockopt_trace import schema
-from sockopt_trace.analyzer import names
+from sockopt_trace.analyzer import names, storage
 from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.info import files_table
 from sockopt_trace.analyzer.recording import (
@@ -45,6 +45,7 @@ from sockopt_trace.analyzer.recording import (
     first_line,
 )
 from sockopt_trace.analyzer.span import RecordingSpan, recording_spans
+from sockopt_trace.analyzer.storage import ObjectPath
 from sockopt_trace.errors import UserError
 
 
@@ -131,6 +132,7 @@ def register(
     for macro in macros():
         con.execute(macro)
     _create_name_tables(con)
+    register_storage(con, rec)
     try:
         return rec, *_create_views(con, rec, names, filters)
     except UnreadableFiles as err:
@@ -164,9 +166,14 @@ def _create_views(
 def _create_recordings(
     con: duckdb.DuckDBPyConnection, spans: Mapping[str, RecordingSpan], name: str
 ) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {name}")
+    con.from_arrow(recordings_table(spans)).create(name)
+
+
+def recordings_table(spans: Mapping[str, RecordingSpan]) -> pa.Table:
     """The `recordings` table: each recording's span within --since/--until (see `span`)."""
     rows = sorted(spans.values(), key=lambda s: s.recording_id)
-    table = pa.table(
+    return pa.table(
         {
             "recording_id": [s.recording_id for s in rows],
             "host": [s.host for s in rows],
@@ -175,8 +182,6 @@ def _create_recordings(
             "recording_span_s": pa.array([s.seconds for s in rows], pa.float64()),
         }
     )
-    con.execute(f"DROP TABLE IF EXISTS {name}")
-    con.from_arrow(table).create(name)
 
 
 def file_paths(rec: Recording) -> list[str]:
@@ -221,12 +226,16 @@ def events_sql(rec: Recording, spans: Mapping[str, RecordingSpan]) -> str:
     parts = [
         f"SELECT *, {_absent_columns(files)}"
         f"CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight, "
-        f"{sql_string(recording_id)} AS recording_id, {_seconds(spans.get(recording_id))} "
+        f"{sql_string(recording_id)} AS recording_id, {span_seconds(spans.get(recording_id))} "
         "AS recording_span_s "
         f"FROM read_parquet({_paths(files)}{options})"
         for (period, recording_id), files in sorted(by_part.items())
     ]
-    source = "\nUNION ALL BY NAME\n".join(parts)
+    return decoded_sql("(" + "\nUNION ALL BY NAME\n".join(parts) + ")")
+
+
+def decoded_sql(source: str) -> str:
+    """The rows of `source` with the decoded columns (the same on every engine)."""
     return f"""
 SELECT *,
     ns_to_time(ts_ns) AS time,
@@ -239,7 +248,7 @@ SELECT *,
     protocol_label(protocol) AS protocol_name,
     state_label(state) AS state_name,
     value_label(level, optname, value) AS value_name
-FROM ({source})
+FROM {source}
 """
 
 
@@ -256,13 +265,20 @@ def _absent_columns(files: Sequence[RecordingFile]) -> str:
 _SQL_TYPES = {pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.string(): "VARCHAR"}
 
 
-def _seconds(span: RecordingSpan | None) -> str:
+def span_seconds(span: RecordingSpan | None) -> str:
     """A DOUBLE literal (a bare 1.5 would be a DECIMAL); NULL for no time in the window."""
     seconds = repr(span.seconds) if span and span.covered_ns else "NULL"
     return f"CAST({seconds} AS DOUBLE)"
 
 
 def _create_name_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for name, table in name_tables().items():
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.from_arrow(table).create(name)
+
+
+def name_tables() -> dict[str, pa.Table]:
+    """level_names, optname_names, errno_names: the tables of `names`, for ad hoc joins."""
     tables = {
         "level_names": {
             "level": pa.array(list(names.LEVELS), pa.int32()),
@@ -280,9 +296,17 @@ def _create_name_tables(con: duckdb.DuckDBPyConnection) -> None:
             "errno_name": list(names.ERRNOS.values()),
         },
     }
-    for name, columns in tables.items():
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-        con.from_arrow(pa.table(columns)).create(name)
+    return {name: pa.table(columns) for name, columns in tables.items()}
+
+
+def register_storage(con: duckdb.DuckDBPyConnection, rec: Recording) -> None:
+    """Let DuckDB read the recording's s3:// (gs://, az://) files through pyarrow's
+    filesystems (`storage`), before the connection is sealed."""
+    schemes = {f.path.scheme for f in rec.files if isinstance(f.path, ObjectPath)}
+    registered = set(con.list_filesystems())
+    for fs in storage.fsspec_filesystems(schemes):
+        if fs.protocol[0] not in registered:
+            con.register_filesystem(fs)
 
 
 def _paths(files: Sequence[RecordingFile]) -> str:

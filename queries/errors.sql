@@ -13,7 +13,8 @@ agg AS (
         sum(weight) AS calls,
         min(CASE WHEN ret < 0 THEN ts_ns END) AS first_ns,
         max(CASE WHEN ret < 0 THEN ts_ns END) AS last_ns,
-        avg(CASE WHEN ret < 0 THEN latency_ns END) AS mean_ns
+        CAST(sum(CASE WHEN ret < 0 THEN latency_ns END) AS DOUBLE)
+            / count(CASE WHEN ret < 0 THEN latency_ns END) AS mean_ns
     FROM grouped
     WHERE weight IS NOT NULL
     GROUP BY {keys}

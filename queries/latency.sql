@@ -3,24 +3,32 @@
 -- by: comm, level, optname
 -- param: top (int, default 20): groups to show
 -- columns: <by>, calls, mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns
-WITH grouped AS (
-    SELECT {keys}, {weight} AS weight, latency_ns
+-- One scan into rows per (group, latency): as many as distinct latencies, not calls; every
+-- column below comes from those counts (percentiles: queries/lib/percentiles.sql).
+WITH counts AS (
+    SELECT {keys}, latency_ns, count(*) AS n, sum({weight}) AS calls
     FROM events
+    WHERE {weight} IS NOT NULL
+    GROUP BY {keys}, latency_ns
+),
+ranked AS (
+    SELECT *, {ranks(n, latency_ns, {keys})}
+    FROM counts
 ),
 agg AS (
     SELECT {keys},
-        sum(weight) AS calls,
-        avg(latency_ns) AS mean_ns,
-        quantile_cont(latency_ns, [0.5, 0.9, 0.99, 0.999]) AS q,
+        sum(calls) AS calls,
+        CAST(sum(latency_ns * n) AS DOUBLE) / sum(n) AS mean_ns,
+        {percentile(latency_ns, 0.5)} AS p50_ns,
+        {percentile(latency_ns, 0.9)} AS p90_ns,
+        {percentile(latency_ns, 0.99)} AS p99_ns,
+        {percentile(latency_ns, 0.999)} AS p999_ns,
         max(latency_ns) AS max_ns
-    FROM grouped
-    WHERE weight IS NOT NULL
+    FROM ranked
     GROUP BY {keys}
 ),
 labelled AS (
-    SELECT {labels}, calls, mean_ns,
-        q[1] AS p50_ns, q[2] AS p90_ns, q[3] AS p99_ns, q[4] AS p999_ns,
-        max_ns
+    SELECT {labels}, calls, mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns
     FROM agg
 )
 SELECT *

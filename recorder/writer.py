@@ -28,6 +28,7 @@ from sockopt_trace.errors import ExitCode, UserError
 from sockopt_trace.recorder.events import event_dtype
 
 OUTPUT_ERROR = ExitCode.OUTPUT
+DAY_NS = 86_400 * 10**9
 # The format's schema with string columns as Arrow dictionaries, which the decoder builds anyway;
 # the Parquet file is the same (plain strings, no Arrow schema stored).
 WRITE_SCHEMA = pa.schema(
@@ -88,6 +89,10 @@ class WriterConfig:
     row_group_rows: int = 1 << 18
     flush_seconds: float = 5.0
     file_mode: int = 0o640
+    # "flat": every file in `directory`; "fleet": in directory/host=NAME/date=YYYY-MM-DD/ (UTC),
+    # the Hive-style layout that analyzers prune by host and date, files sealed at midnight UTC
+    # so that each holds calls of its directory's date only
+    layout: str = "flat"
 
 
 class WriteError(Exception):
@@ -158,7 +163,7 @@ class RecordingWriter:
         start of the recording, whatever the rate) seal what has been recorded so far, so that
         a killed recorder loses at most the last interval."""
         now = time.monotonic()
-        if now >= self._next_rotation:
+        if now >= self._next_rotation or self._past_midnight():
             self._next_rotation += self.config.rotate_seconds * (
                 1 + (now - self._next_rotation) // self.config.rotate_seconds
             )
@@ -167,6 +172,14 @@ class RecordingWriter:
                 self._close_file()
         elif self._pending_rows and now - self._pending_since >= self.config.flush_seconds:
             self.flush()
+
+    def _past_midnight(self) -> bool:
+        """In the fleet layout, the file open since the previous UTC day must be sealed."""
+        return (
+            self.config.layout == "fleet"
+            and self._writer is not None
+            and time.time_ns() // DAY_NS != self._start_ns // DAY_NS
+        )
 
     def flush(self) -> None:
         if not self._pending_rows:
@@ -236,8 +249,13 @@ class RecordingWriter:
     def _open_file(self) -> None:
         self.sequence += 1
         name = f"{self.config.host}-{self.recording_id[:8]}-{self.sequence:06d}"
-        self._final_path = self.config.directory / f"{name}{schema.FILE_SUFFIX}"
-        self._partial_path = self.config.directory / f"{name}{schema.PARTIAL_SUFFIX}"
+        directory = self.config.directory
+        if self.config.layout == "fleet":
+            day = time.strftime("%Y-%m-%d", time.gmtime(self._span_start / 1e9))
+            directory = directory / f"host={self.config.host}" / f"date={day}"
+            directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self._final_path = directory / f"{name}{schema.FILE_SUFFIX}"
+        self._partial_path = directory / f"{name}{schema.PARTIAL_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(self._partial_path, flags, self.config.file_mode)
         os.fchmod(fd, self.config.file_mode)  # exact mode whatever the umask

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up sockopt-trace in ./.venv. Idempotent: fast when everything is there already.
 #   --system   also install the distro packages recording needs (root): bcc, kernel headers, gcc,
-#              and qemu, busybox-static and cpio for the VM tier (tests/vm)
-#   --dev      also install the test tools (pytest, hypothesis, ruff, ...)
+#              qemu, busybox-static and cpio for the VM tier (tests/vm), and a Java runtime for
+#              --engine spark (PySpark starts a JVM)
+#   --dev      also install the test tools (pytest, hypothesis, ruff, ...) and the spark extra
+#              (PySpark), whose tests run every canned report on a local Spark
 # The analysis side always comes with the html extra (plotly), so every README command runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ done
 if [ "$system" = 1 ]; then
   # qemu-system-x86, busybox-static, cpio: the VM tier (tests/vm) boots Debian kernels under qemu
   pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool chromium curl
-        qemu-system-x86 busybox-static cpio)
+        qemu-system-x86 busybox-static cpio openjdk-17-jre-headless)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -35,7 +37,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 extra="[html]"
-[ "$dev" = 1 ] && extra="[html,test]"
+[ "$dev" = 1 ] && extra="[html,test,spark]"
 stamp=".venv/.installed${extra}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"

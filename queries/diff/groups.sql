@@ -12,7 +12,8 @@
 -- and, in the same pass, one row per (group, side, recording, slot), so that each group's
 -- exact quantiles and its per-slot counts come out of a single aggregation without a join on
 -- the group keys (which would drop groups whose keys are NULL, e.g. a missing call site).
--- The percentiles of diff: q, the exact p50, p90, p99 (quantile_cont in agg, the only place).
+-- The percentiles of diff: q, the exact p50, p90, p99, from calls counted per (group, side,
+-- recording, latency) (queries/lib/percentiles.sql), carried into agg as rows of their own.
 -- Rows: one per call (weight: how many calls it stands for; 1 unless grouping by sampled stacks).
 WITH sides AS (
     SELECT {keys}, {weight} AS weight, latency_ns, ret, ts_ns, recording_id, recording_span_s,
@@ -47,13 +48,35 @@ slots AS (
     FROM calls
     GROUP BY {keys}, side, recording_id, run, slot
 ),
+counts AS (
+    SELECT {keys}, side, recording_id, latency_ns, count(*) AS n
+    FROM calls
+    GROUP BY {keys}, side, recording_id, latency_ns
+),
+ranked AS (
+    SELECT *, {ranks(n, latency_ns, {keys}, side, recording_id)}
+    FROM counts
+),
+quantiles AS (
+    SELECT {keys}, side, recording_id,
+        {percentile(latency_ns, 0.5)} AS p50,
+        {percentile(latency_ns, 0.9)} AS p90,
+        {percentile(latency_ns, 0.99)} AS p99
+    FROM ranked
+    GROUP BY {keys}, side, recording_id
+),
 both_kinds AS (
     SELECT {keys}, side, recording_id, weight, per_s, latency_ns, error,
-        CAST(NULL AS BIGINT) AS slot_calls, CAST(NULL AS BIGINT) AS slot_errors
+        CAST(NULL AS BIGINT) AS slot_calls, CAST(NULL AS BIGINT) AS slot_errors,
+        CAST(NULL AS DOUBLE) AS p50, CAST(NULL AS DOUBLE) AS p90, CAST(NULL AS DOUBLE) AS p99
     FROM calls
     UNION ALL
-    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, slot_calls, slot_errors
+    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, slot_calls, slot_errors,
+        NULL, NULL, NULL
     FROM slots
+    UNION ALL
+    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, NULL, NULL, p50, p90, p99
+    FROM quantiles
 ),
 agg AS (
     SELECT {keys}, side, recording_id,
@@ -65,7 +88,7 @@ agg AS (
         count(slot_calls) AS slots_with_calls,
         coalesce(sum(slot_calls * slot_calls), 0) AS calls_sq,
         coalesce(sum(slot_errors * slot_errors / slot_calls), 0) AS errors_sq_per_call,
-        quantile_cont(latency_ns, [0.5, 0.9, 0.99]) AS q
+        CASE WHEN count(p50) > 0 THEN [max(p50), max(p90), max(p99)] END AS q
     FROM both_kinds
     GROUP BY {keys}, side, recording_id
 ),

@@ -10,12 +10,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sockopt_trace.errors import ExitCode
+from sockopt_trace.errors import ExitCode, UserError
 
 if TYPE_CHECKING:
     from sockopt_trace.analyzer.database import Loaded
     from sockopt_trace.analyzer.filters import Filters
     from sockopt_trace.analyzer.render import Result
+    from sockopt_trace.analyzer.spark import SparkLoaded
+
+
+class Engine(str, Enum):
+    duckdb = "duckdb"
+    spark = "spark"
 
 
 class Format(str, Enum):
@@ -72,6 +78,21 @@ By = Annotated[
 ]
 
 
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="duckdb (embedded) or spark: the same SQL on Apache Spark through PySpark "
+        "(SPARK_REMOTE for Spark Connect, or --spark-master; local[*] by default).",
+    ),
+]
+SparkMaster = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="Spark master URL for --engine spark: local[4], spark://h:7077, yarn.",
+    ),
+]
 AllowExternal = Annotated[
     bool,
     typer.Option(
@@ -99,9 +120,37 @@ def open_and_warn(
     from sockopt_trace.analyzer.load import load
 
     loaded = load(recs, filters or Filters(), skip_bad=skip_bad, allow_external=allow_external)
+    _notices(loaded)
+    return loaded
+
+
+def open_on_engine(
+    recs: Sequence[str],
+    engine: Engine,
+    master: str | None,
+    *,
+    skip_bad: bool,
+    filters: Filters | None = None,
+    allow_external: bool = False,
+) -> Loaded | SparkLoaded:
+    """`open_and_warn` on the engine the user chose (--engine, --spark-master)."""
+    if engine is Engine.duckdb:
+        if master:
+            raise UserError("--spark-master goes with --engine spark")
+        return open_and_warn(
+            recs, skip_bad=skip_bad, filters=filters, allow_external=allow_external
+        )
+    from sockopt_trace.analyzer import spark
+    from sockopt_trace.analyzer.filters import Filters
+
+    loaded = spark.load(recs, filters or Filters(), master=master, skip_bad=skip_bad)
+    _notices(loaded)
+    return loaded
+
+
+def _notices(loaded: Loaded | SparkLoaded) -> None:
     for line in loaded.recording.notices():
         warn(line)
-    return loaded
 
 
 def emit(results: Result | Sequence[Result], fmt: Format, max_rows: int) -> None:

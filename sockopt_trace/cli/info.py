@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from sockopt_trace.cli.analysis import Format, FormatOpt, MaxRows, Recs, SkipBad, emit
+from sockopt_trace.cli.analysis import (
+    Engine,
+    EngineOpt,
+    Format,
+    FormatOpt,
+    MaxRows,
+    Recs,
+    SkipBad,
+    SparkMaster,
+    emit,
+)
 from sockopt_trace.cli.app import app
 
 HELP = (
     "Show what a recording holds, from file metadata alone.\n\n"
+    "It reads only the files' footers, never their rows, so --engine makes no difference (it "
+    "is accepted so that one command line works with either engine).\n\n"
     "Hosts, time span, events, lost events by reason, probe mode, stacks and files; partial "
     "files (still being written, or left by a killed recorder) and gaps in the files' sequence "
     "numbers (files missing from a recording), with the time they covered.\n\n"
@@ -22,6 +34,8 @@ def info(
     fmt: FormatOpt = Format.table,
     skip_bad: SkipBad = False,
     max_rows: MaxRows = 1000,
+    engine: EngineOpt = Engine.duckdb,
+    spark_master: SparkMaster = None,
 ) -> None:
     from sockopt_trace.analyzer.info import describe
     from sockopt_trace.analyzer.recording import open_recording

@@ -9,18 +9,22 @@ import typer
 
 from sockopt_trace.cli.analysis import (
     AllowExternal,
+    Engine,
+    EngineOpt,
     Format,
     FormatOpt,
     MaxRows,
     SkipBad,
+    SparkMaster,
     emit,
-    open_and_warn,
+    open_on_engine,
 )
 from sockopt_trace.cli.app import app
 from sockopt_trace.errors import UserError
 
 HELP = (
-    "Run ad hoc SQL (DuckDB dialect) over a recording.\n\n"
+    "Run ad hoc SQL (DuckDB dialect) over a recording; with --engine spark it is transpiled "
+    "to Spark SQL (sqlglot), and SQL with no faithful Spark form is refused.\n\n"
     "Views: events (every column of the files, plus time, level_name, optname_name, errno, "
     "errno_name, stack_weight), files (one row per file: host, span, events, lost, ...), and the "
     "decoding tables level_names, optname_names, errno_names.\n\n"
@@ -47,13 +51,20 @@ def query(
     skip_bad: SkipBad = False,
     max_rows: MaxRows = 1000,
     allow_external: AllowExternal = False,
+    engine: EngineOpt = Engine.duckdb,
+    spark_master: SparkMaster = None,
 ) -> None:
+    import duckdb
+
     from sockopt_trace.analyzer.database import execute
     from sockopt_trace.analyzer.render import Result
 
     recs, sql = split_sql(args, file)
-    loaded = open_and_warn(recs, skip_bad=skip_bad, allow_external=allow_external)
-    cursor = execute(loaded.con, sql)
+    loaded = open_on_engine(
+        recs, engine, spark_master, skip_bad=skip_bad, allow_external=allow_external
+    )
+    con = loaded.con
+    cursor = execute(con, sql) if isinstance(con, duckdb.DuckDBPyConnection) else con.execute(sql)
     if cursor.description is not None:
         emit(Result.from_cursor(cursor), fmt, max_rows)
 

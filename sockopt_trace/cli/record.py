@@ -46,6 +46,12 @@ def record(
         help="Start a new file after this long (a killed recorder loses at most this much).",
     ),
     file_mode: str = typer.Option("0640", "--file-mode", help="Permissions of the files."),
+    layout: str = typer.Option(
+        "flat",
+        "--layout",
+        help="flat: files in DIR; fleet: DIR/host=NAME/date=YYYY-MM-DD/ (UTC), the layout that "
+        "analysis prunes by --where host and --since/--until; copy DIR into a bucket as is.",
+    ),
     ringbuf: str = typer.Option("32M", "--ringbuf", help="Kernel ring buffer size (power of two)."),
     force: bool = typer.Option(
         False, "--force", help="Write into a directory that holds files already."
@@ -90,6 +96,7 @@ def record(
                 rotate_bytes=parse_size(rotate_size, "--rotate-size"),
                 rotate_seconds=parse_duration(rotate_interval, "--rotate-interval"),
                 file_mode=parse_mode(file_mode),
+                layout=parse_layout(layout),
             ),
             duration=parse_duration(duration, "--duration") if duration else None,
             command=list(command or []),
@@ -113,3 +120,9 @@ def record(
             if not quiet:
                 print(f"sockopt-trace: run {i} exited with status {code}: stopped", file=sys.stderr)
             sys.exit(code)
+
+
+def parse_layout(text: str) -> str:
+    if text not in ("flat", "fleet"):
+        raise UserError(f"bad --layout {text!r}: flat or fleet")
+    return text

@@ -11,16 +11,19 @@ from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.cli.analysis import (
     AllowExternal,
     By,
+    Engine,
+    EngineOpt,
     Format,
     FormatOpt,
     MaxRows,
     Recs,
     Since,
     SkipBad,
+    SparkMaster,
     Until,
     Where,
     emit,
-    open_and_warn,
+    open_on_engine,
 )
 from sockopt_trace.cli.app import app
 from sockopt_trace.errors import UserError
@@ -56,6 +59,8 @@ def report(
     skip_bad: SkipBad = False,
     max_rows: MaxRows = 1000,
     allow_external: AllowExternal = False,
+    engine: EngineOpt = Engine.duckdb,
+    spark_master: SparkMaster = None,
 ) -> None:
     recs, report_name = split_name(args, name)
     params: dict[str, object] = dict(key_value(p) for p in param or [])
@@ -66,7 +71,14 @@ def report(
 
     dims = parse_by(by) if by else None
     filters = Filters(where, since, until)
-    loaded = open_and_warn(recs, skip_bad=skip_bad, filters=filters, allow_external=allow_external)
+    loaded = open_on_engine(
+        recs,
+        engine,
+        spark_master,
+        skip_bad=skip_bad,
+        filters=filters,
+        allow_external=allow_external,
+    )
     emit(run_report(loaded.con, report_name, by=dims, params=params), fmt, max_rows)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sockopt_trace.analyzer.database import Loaded
+from sockopt_trace.analyzer.dialect import to_spark
 from sockopt_trace.analyzer.diff import diff_queries
 from sockopt_trace.analyzer.dimensions import DIMENSIONS
 from sockopt_trace.analyzer.load import load, load_pair
@@ -19,6 +20,7 @@ from sockopt_trace.analyzer.reports import (
     prepare,
     run_report,
 )
+from sockopt_trace.analyzer.templates import load_templates
 from tests.synth import write_recording
 
 QUERY_DIR = Path(str(importlib.resources.files("sockopt_trace.queries")))
@@ -36,6 +38,9 @@ FORBIDDEN = {
     "list comprehension": r"\[[^\]]*\bfor\b[^\]]*\bin\b",
     "ordered list()": r"\blist\s*\(",
     "DuckDB time conversion (use ns_to_time)": r"\b(make_timestamp|to_timestamp)\b",
+    # DuckDB divides an integer avg() in long double, Spark sums it in double: the last bit
+    # can differ. CAST(sum(x) AS DOUBLE) / count(x) is the same IEEE division on both.
+    "avg() (use CAST(sum(x) AS DOUBLE) / count(x))": r"\b(avg|mean)\s*\(",
 }
 
 
@@ -93,6 +98,34 @@ def test_portable_constructs_only(path: Path) -> None:
         assert not re.search(pattern, sql, re.IGNORECASE), f"{path.name} uses {what}"
     for call in re.findall(r"quantile_cont\s*\(([^()]*)\)", sql):
         assert re.fullmatch(r"\s*\w+\s*,\s*\[[0-9., ]+\]\s*", call), call
+
+
+# values.sql (issue 16) landed beside the template with quantile_cont of four columns; it is
+# exact, but its percentiles may differ from the template's in the last bit: to be moved over.
+NOT_YET_ON_THE_TEMPLATE = {
+    "values": "values.sql still uses quantile_cont (issue 16, landed beside)"
+}
+
+
+@pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
+def test_percentiles_only_through_the_shared_template(path: Path) -> None:
+    """One definition (queries/lib/percentiles.sql): exact, bounded memory, same on Spark."""
+    if path.stem in NOT_YET_ON_THE_TEMPLATE:
+        pytest.skip(NOT_YET_ON_THE_TEMPLATE[path.stem])
+    sql = body(path.read_text())
+    assert not re.search(r"(?<!\{)\b(quantile\w*|percentile\w*|median)\s*\(", sql, re.IGNORECASE)
+    if "{percentile(" in sql:
+        assert "{ranks(" in sql, "percentile() aggregates the rows that ranks() ranks"
+
+
+def test_templates_are_documented_and_used() -> None:
+    templates = load_templates()
+    used = {m for p in SQL_FILES + DIFF_FILES for m in re.findall(r"\{(\w+)\(", p.read_text())}
+    assert used <= set(templates), used - set(templates)
+    for path in sorted((QUERY_DIR / "lib").glob("*.sql")):
+        header = path.read_text().split("-- define:", 1)[0]
+        for key in ("name", "answers", "columns"):
+            assert re.search(rf"^-- {key}: .+", header, re.MULTILINE), (path.name, key)
 
 
 @pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
@@ -154,7 +187,22 @@ def test_diff_queries_explain_and_run_with_every_dimension(path: Path, tmp_path:
         "[x * 2 for x in xs]",
         "list(x ORDER BY y)",
         "make_timestamp(ts_ns // 1000)",
+        "avg(latency_ns)",
     ],
 )
 def test_the_lint_catches_what_it_forbids(snippet: str) -> None:
     assert any(re.search(p, snippet, re.IGNORECASE) for p in FORBIDDEN.values())
+
+
+@pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
+def test_transpiles_to_spark_with_every_dimension(path: Path) -> None:
+    """Every canned query must run on Spark as well (--engine spark): sqlglot plus our repairs
+    (analyzer/dialect.py) must give Spark SQL for it, whatever --by says."""
+    report = parse_report(path.read_text(), path.name)
+    dims_choices = (
+        [None] if report.by is None else [None, *([d] for d in DIMENSIONS), list(DIMENSIONS)]
+    )
+    for dims in dims_choices:
+        sql, _ = prepare(report, by=dims)
+        spark_sql = to_spark(sql)
+        assert "$" not in spark_sql and "_label(" not in spark_sql.lower()

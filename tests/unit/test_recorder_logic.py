@@ -262,3 +262,31 @@ def test_cxx_names_are_demangled() -> None:
     assert demangle(b"_ZN3foo3barEi") == "foo::bar(int)"
     assert demangle(b"poll_so_error") == "poll_so_error"
     assert demangle(b"_Znot valid") == "_Znot valid"
+
+
+def test_fleet_layout_writes_host_and_date_directories(tmp_path: Path) -> None:
+    """record --layout fleet: DIR/host=NAME/date=YYYY-MM-DD/ (UTC date of the file's start),
+    which the analyzer reads back as one recording and prunes by host and date."""
+    import time
+
+    from sockopt_trace.analyzer.filters import Filters
+    from sockopt_trace.analyzer.load import load
+
+    w = _writer(tmp_path, layout="fleet")
+    w.add(_events(500))
+    w.close()
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    files = list(tmp_path.rglob("*.parquet"))
+    assert [f.parent.relative_to(tmp_path).as_posix() for f in files] == [f"host=h/date={day}"]
+    assert load([tmp_path]).recording.events == 500
+    assert load([tmp_path], Filters(where="host = 'h'")).recording.events == 500
+
+
+def test_fleet_layout_seals_the_file_at_midnight_utc(tmp_path: Path) -> None:
+    w = _writer(tmp_path, layout="fleet", rotate_seconds=3600)
+    w.add(_events(100))
+    w.flush()
+    w._start_ns -= 86_400 * 10**9  # the open file began yesterday (UTC)
+    w.tick()
+    assert len(list(tmp_path.rglob("*.parquet"))) == 1  # sealed at once, not in an hour
+    w.close()

@@ -1,0 +1,215 @@
+"""The canned reports and ad hoc SQL on Apache Spark, through PySpark, with DuckDB's answers.
+
+Nothing is written twice: the files are validated as for DuckDB (`recording`), the views have
+the same columns (the name decoding comes from the same macros, inlined by `dialect`), and each
+query is the DuckDB SQL transpiled by `dialect.to_spark`. `SparkConnection` answers the part of
+DuckDB's connection API that `reports.run_report` and `render.Result.from_cursor` use, so the
+reports and renderers do not know which engine ran them.
+
+Where Spark runs: `SPARK_REMOTE` (Spark Connect, e.g. sc://host:15002) or `--spark-master`
+(local[4], spark://host:7077, yarn, ...), local[*] by default (a JVM started by PySpark: Java
+17 or newer). Percentiles need no whole group in one task (queries/lib/percentiles.sql).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+from sockopt_trace import schema
+from sockopt_trace.analyzer.dialect import to_spark
+from sockopt_trace.analyzer.filters import Filters, Window
+from sockopt_trace.analyzer.info import files_table
+from sockopt_trace.analyzer.load import prune_for
+from sockopt_trace.analyzer.recording import Recording, RecordingFile, first_line, open_recording
+from sockopt_trace.analyzer.span import RecordingSpan, recording_spans
+from sockopt_trace.analyzer.storage import ObjectPath
+from sockopt_trace.analyzer.views import (
+    ViewNames,
+    decoded_sql,
+    name_tables,
+    recordings_table,
+    span_seconds,
+)
+from sockopt_trace.errors import UserError
+
+DEFAULT_MASTER = "local[*]"
+
+
+class SparkCursor:
+    """The rows of one Spark query, collected (canned reports are small; `query` streams them
+    through `toLocalIterator`)."""
+
+    def __init__(self, frame: Any) -> None:
+        self.description = [(name, None) for name in frame.columns]
+        self._rows: Iterator[tuple[Any, ...]] = (tuple(r) for r in frame.toLocalIterator())
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        return [row for _, row in zip(range(size), self._rows, strict=False)]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self._rows)
+
+
+@dataclass
+class SparkConnection:
+    spark: Any  # pyspark.sql.SparkSession (classic or Connect)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> SparkCursor:
+        """Run DuckDB-dialect SQL on Spark; a Spark error is a one-line UserError."""
+        return SparkCursor(self.sql(to_spark(sql, user=True), params))
+
+    def sql(self, spark_sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        from pyspark.errors import PySparkException
+
+        used = {k: v for k, v in (params or {}).items() if f":{k}" in spark_sql}
+        try:
+            frame = self.spark.sql(spark_sql, args=used or None)
+            frame.schema  # noqa: B018 (analysis errors surface here, not at the first fetch)
+        except PySparkException as err:
+            raise UserError(f"query failed on Spark: {_spark_error(err)}") from None
+        return frame
+
+
+@dataclass
+class SparkLoaded:
+    """One recording on Spark: what `database.Loaded` says about one on DuckDB."""
+
+    recording: Recording
+    con: SparkConnection
+    filters: Filters = field(default_factory=Filters)
+    window: Window = field(default_factory=Window)
+    names: ViewNames = field(default_factory=ViewNames)
+    spans: dict[str, RecordingSpan] = field(default_factory=dict)
+
+    @property
+    def since_ns(self) -> int | None:
+        return self.window.since_ns
+
+    @property
+    def until_ns(self) -> int | None:
+        return self.window.until_ns
+
+
+@functools.cache
+def session(master: str | None = None) -> Any:
+    """One SparkSession per process (a JVM start costs seconds): Spark Connect when
+    SPARK_REMOTE is set and no master is given, else a classic session on `master`."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise UserError(
+            "--engine spark needs PySpark: pip install 'sockopt-trace[spark]' (and Java 17+)"
+        ) from None
+    builder = SparkSession.builder.appName("sockopt-trace")
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote and not master:
+        builder = builder.remote(remote)
+    else:
+        builder = (
+            builder.master(master or DEFAULT_MASTER)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", str(os.cpu_count() or 2))
+        )
+    # UTC like DuckDB's TIMESTAMPs; no `parquet.\`/any/path\`` tables in SQL (a sandbox)
+    builder = builder.config("spark.sql.session.timeZone", "UTC").config(
+        "spark.sql.runSQLOnFiles", "false"
+    )
+    try:
+        spark = builder.getOrCreate()
+    except Exception as err:  # the JVM did not start: no Java, or a bad master URL
+        raise UserError(f"cannot start Spark ({master or remote}): {first_line(err)}") from None
+    if not remote or master:
+        spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def load(
+    specs: Sequence[str | Path],
+    filters: Filters = Filters(),
+    *,
+    master: str | None = None,
+    skip_bad: bool = False,
+    con: SparkConnection | None = None,
+    names: ViewNames = ViewNames(),
+) -> SparkLoaded:
+    """`load.load` on Spark: validate the files, register the views, filter `events`."""
+    rec = open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters))
+    con = con if con is not None else SparkConnection(session(master))
+    window = filters.window(rec.start_ns)
+    spans = recording_spans(rec.files, window)
+    register(con, rec, names, spans)
+    where = filters.where
+    conditions = [f"(\n{where}\n)"] if where and where.strip() else []
+    if window.since_ns is not None:
+        conditions.append(f"ts_ns >= {int(window.since_ns)}")
+    if window.until_ns is not None:
+        conditions.append(f"ts_ns < {int(window.until_ns)}")
+    clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    view = f"CREATE OR REPLACE TEMPORARY VIEW {names.events} AS SELECT * FROM {names.events_all}"
+    try:
+        if where:
+            to_spark(f"SELECT * FROM {names.events_all} WHERE (\n{where}\n)", user=True)
+        con.sql(to_spark(view + clause))
+        con.sql(f"SELECT * FROM {names.events} LIMIT 0").schema  # noqa: B018 (bind now)
+    except UserError as err:
+        if where:
+            raise UserError(f"bad --where {where!r}: {err}") from None
+        raise
+    return SparkLoaded(rec, con, filters, window, names, spans)
+
+
+def register(
+    con: SparkConnection, rec: Recording, names: ViewNames, spans: dict[str, RecordingSpan]
+) -> None:
+    """The views and tables of `views.register` on Spark: `events_all` (the same columns),
+    `files`, `recordings`, and the name tables."""
+    from pyspark.sql import functions as F
+
+    spark = con.spark
+    by_part: dict[tuple[int, str], list[RecordingFile]] = {}
+    for f in rec.files:
+        period = max(1, f.meta.stack_sample_period) if f.meta.stacks == "full" else 1
+        by_part.setdefault((period, f.meta.recording_id), []).append(f)
+    parts = []
+    for (period, recording_id), part in sorted(by_part.items()):
+        frame = spark.read.option("mergeSchema", "true").parquet(*(_uri(f) for f in part))
+        weight = F.when(F.col("stack").isNull(), F.lit(None)).otherwise(F.lit(period))
+        seconds = F.expr(span_seconds(spans.get(recording_id)))
+        parts.append(
+            frame.withColumn("stack_weight", weight.cast("int"))
+            .withColumn("recording_id", F.lit(recording_id))
+            .withColumn("recording_span_s", seconds)
+        )
+    union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    for column, (typ, _) in schema.CONTEXT_COLUMNS.items():  # not recorded: NULL, as on DuckDB
+        if column not in union.columns:
+            union = union.withColumn(column, F.lit(None).cast(_SPARK_TYPES[str(typ)]))
+    union.createOrReplaceTempView(f"{names.events_all}_raw")
+    decoded = decoded_sql(f"{names.events_all}_raw")
+    con.sql(to_spark(f"CREATE OR REPLACE TEMPORARY VIEW {names.events_all} AS {decoded}"))
+    spark.createDataFrame(files_table(rec)).createOrReplaceTempView(names.files)
+    spark.createDataFrame(recordings_table(spans)).createOrReplaceTempView(names.recordings)
+    for name, table in name_tables().items():
+        spark.createDataFrame(table).createOrReplaceTempView(name)
+
+
+_SPARK_TYPES = {"int32": "int", "int64": "bigint", "string": "string"}
+
+
+def _uri(f: RecordingFile) -> str:
+    """Spark's name for a file: file:///..., and s3a:// for S3 (Hadoop's S3 filesystem)."""
+    if isinstance(f.path, ObjectPath):
+        return str(f.path).replace("s3://", "s3a://", 1)
+    return f.path.resolve().as_uri()
+
+
+def _spark_error(err: Exception) -> str:
+    text = first_line(err)
+    return text.split("SQLSTATE")[0].strip().rstrip(".") if "SQLSTATE" in text else text

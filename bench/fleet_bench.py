@@ -1,0 +1,185 @@
+"""One multi-host recording, three ways to read it: DuckDB on local files, DuckDB over a local
+S3-compatible server (moto in server mode on 127.0.0.1), Spark local[2]; latency, callsites
+and diff, time and peak memory of each (issue 17).
+
+    flock -x /work/locks/cpu.lock python bench/fleet_bench.py [--events 100M] [--repeats 3]
+        [--dir /tmp/sockopt-bench] [--engines duckdb,duckdb-s3,spark]
+
+The recording is written once under --dir as fleet-N/host=host-X/date=2023-11-14/ (four
+hosts, a quarter of the events each, tests/synth.py rows) and uploaded to the server on each
+run (moto keeps objects in memory). Each timing is one whole command as a user runs it
+(`sockopt-trace report ...`, `sockopt-trace diff ...`) in a process of its own, Python and,
+for Spark, JVM start-up included; peak RSS is the command's and its children's (the JVM),
+from wait4; the S3 server's own memory is not counted. Runs are interleaved, medians reported.
+diff compares host-a with host-b. It has no Spark form yet (its statistics run in numpy over
+DuckDB's rows), so it is timed on DuckDB only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.synth import write_recording  # noqa: E402
+
+HOSTS = ("host-a", "host-b", "host-c", "host-d")
+PER_FILE = 5_000_000
+BUCKET = "fleet-bench"
+
+
+def parse_count(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 10**3, "M": 10**6, "G": 10**9}.get(text[-1:], 1)
+    return int(float(text.rstrip("KMG")) * scale)
+
+
+def fleet(base: Path, events: int) -> Path:
+    root = base / f"fleet-{events}"
+    marker = root / "complete.json"
+    spec = {"events": events, "hosts": list(HOSTS), "per_file": PER_FILE}
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return root
+    for i, host in enumerate(HOSTS):
+        n = events // len(HOSTS)
+        directory = root / f"host={host}" / "date=2023-11-14"
+        for old in directory.glob("*.parquet"):
+            old.unlink()
+        write_recording(
+            directory,
+            n,
+            files=max(1, n // PER_FILE),
+            seed=100 + i,
+            host=host,
+            row_group_rows=1 << 18,
+        )
+    marker.write_text(json.dumps(spec))
+    return root
+
+
+def start_s3(root: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+    }
+    for _ in range(600):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    for path in sorted(root.rglob("*.parquet")):
+        client.upload_file(str(path), BUCKET, f"fleet/{path.relative_to(root)}")
+    return server, env
+
+
+def commands(root: Path, engine: str) -> dict[str, list[str]]:
+    where = f"s3://{BUCKET}/fleet" if engine == "duckdb-s3" else str(root)
+    extra = ["--engine", "spark", "--spark-master", "local[2]"] if engine == "spark" else []
+    cmds = {
+        "latency": ["report", f"{where}/", "latency", "-f", "csv", *extra],
+        "callsites": ["report", f"{where}/", "callsites", "-f", "csv", *extra],
+    }
+    if engine != "spark":
+        cmds["diff"] = [
+            "diff",
+            f"{where}/host=host-a/",
+            f"{where}/host=host-b/",
+            "-f",
+            "csv",
+        ]
+    return cmds
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sockopt_trace", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        text=True,
+    )
+    assert child.stdout is not None
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):  # diff exits 1 when it finds a significant change
+        raise SystemExit(f"{' '.join(argv)} failed with status {code}")
+    return elapsed, usage.ru_maxrss * 1024, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/sockopt-bench"))
+    parser.add_argument("--events", default="100M")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engines", default="duckdb,duckdb-s3,spark")
+    args = parser.parse_args()
+    events = parse_count(args.events)
+    root = fleet(args.dir, events)
+    engines = args.engines.split(",")
+    server, s3_env = start_s3(root) if "duckdb-s3" in engines else (None, {})
+    try:
+        plan = {(e, name): argv for e in engines for name, argv in commands(root, e).items()}
+        answers: dict[str, set[str]] = {}
+        times: dict[tuple[str, str], list[float]] = {k: [] for k in plan}
+        peaks = dict.fromkeys(plan, 0)
+        load_before = os.getloadavg()[0]
+        for _ in range(args.repeats):
+            for key, argv in plan.items():
+                seconds, peak, out = run(argv, s3_env if key[0] == "duckdb-s3" else {})
+                times[key].append(seconds)
+                peaks[key] = max(peaks[key], peak)
+                answers.setdefault(key[1], set()).add(out)
+    finally:
+        if server is not None:
+            server.terminate()
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{events:,} events on {len(HOSTS)} hosts, median of {args.repeats} interleaved runs, "
+        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after\n"
+    )
+    print("| engine | command | median s | min s | max s | peak RSS |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (engine, name), t in times.items():
+        print(
+            f"| {engine} | {name} | {statistics.median(t):.1f} | {min(t):.1f} | {max(t):.1f} | "
+            f"{peaks[(engine, name)] / 2**20:,.0f} MiB |"
+        )
+    same = {name: len(outs) == 1 for name, outs in answers.items()}
+    print(f"\nthe same output from every engine and run: {same}")
+
+
+if __name__ == "__main__":
+    main()

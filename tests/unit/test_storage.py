@@ -1,0 +1,192 @@
+"""Recordings in a bucket: a real S3-compatible server (moto in server mode, on 127.0.0.1, a
+process of its own) and the real command line; objects are put there with boto3, not through
+the code under test. Answers equal the same files' read locally; fleet directories are pruned
+before any file in them is opened; bad objects are named in one line; secrets never printed."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sockopt_trace.analyzer.storage import Prune, hosts_in_where, parse_url, s3_options
+from tests.synth import bad_file, write_recording
+
+SECRET = "s3cr3t-never-printed"
+BUCKET = "fleet-bucket"
+README_BUCKET = "sockopt-fleet"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("moto server did not start")
+        yield {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fleet(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """host=NAME/date=YYYY-MM-DD/ locally and in the bucket, plus bad objects in a host and a
+    date directory that the pruning tests must never open."""
+    import boto3
+
+    root = tmp_path_factory.mktemp("fleet")
+    for host, seed in (("host-a", 1), ("host-b", 2)):
+        write_recording(root / f"host={host}" / "date=2023-11-14", 3000, seed=seed, host=host)
+    for where, kind in (
+        ("host=zzz/date=2023-11-14", "text"),
+        ("host=host-a/date=2020-01-01", "truncated"),
+    ):
+        (root / where).mkdir(parents=True)
+        bad_file(root / where, kind)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    client.create_bucket(Bucket=README_BUCKET)
+    for path in root.rglob("*.parquet"):
+        key = str(path.relative_to(root))
+        client.upload_file(str(path), BUCKET, f"fleet/{key}")
+        if "host=host-" in key and "2023-11-14" in key:  # README's bucket: good files only
+            client.upload_file(str(path), README_BUCKET, f"recordings/{key}")
+    return root
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sockopt_trace", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def test_reports_over_the_bucket_equal_local_ones(s3_env: dict[str, str], fleet: Path) -> None:
+    url = f"s3://{BUCKET}/fleet/"
+    keep = ["--where", "host IN ('host-a', 'host-b')", "--since", "2023-11-14T00:00:00"]
+    for args in (["report", "latency"], ["report", "callsites"], ["report", "summary"]):
+        remote = cli(s3_env, args[0], url, *args[1:], *keep, "-f", "csv")
+        local = cli(s3_env, args[0], str(fleet), *args[1:], *keep, "-f", "csv")
+        assert remote.returncode == 0, remote.stderr
+        assert remote.stdout == local.stdout and remote.stdout.count("\n") > 1
+        assert SECRET not in remote.stdout + remote.stderr
+    sql = "SELECT host, count(*) AS n FROM events GROUP BY host ORDER BY host"
+    remote = cli(s3_env, "query", f"s3://{BUCKET}/fleet/host=host-b/", sql, "-f", "csv")
+    assert remote.returncode == 0, remote.stderr
+    assert remote.stdout == "host,n\nhost-b,3000\n"
+    info = cli(s3_env, "info", f"s3://{BUCKET}/fleet/host=host-a/date=2023-11-14/", "-f", "json")
+    assert info.returncode == 0, info.stderr
+    assert "s3://fleet-bucket/fleet/host=host-a/date=2023-11-14/host-a-000001.parquet" in (
+        info.stdout
+    )
+
+
+def test_a_bad_object_is_named_in_one_line(s3_env: dict[str, str], fleet: Path) -> None:
+    out = cli(s3_env, "report", f"s3://{BUCKET}/fleet/", "latency")
+    assert out.returncode == 2
+    line = out.stderr.strip()
+    assert "\n" not in line and f"s3://{BUCKET}/fleet/host=" in line and "--skip-bad" in line
+    assert SECRET not in out.stdout + out.stderr
+    missing = cli(s3_env, "report", "s3://no-such-bucket/x/", "latency")
+    assert missing.returncode != 0 and "\n" not in missing.stderr.strip()
+    assert "Traceback" not in missing.stderr and SECRET not in missing.stderr
+
+
+def test_host_and_date_directories_are_pruned_unopened(s3_env: dict[str, str], fleet: Path) -> None:
+    """The bad objects sit in host=zzz/ and date=2020-01-01/: a filter that rules those
+    directories out must not open them (else the command would fail on them)."""
+    url = f"s3://{BUCKET}/fleet/"
+    only_a = cli(
+        s3_env,
+        "report",
+        url,
+        "latency",
+        "--where",
+        "host = 'host-a'",
+        "--since",
+        "2023-11-14T00:00:00",
+        "-f",
+        "csv",
+    )
+    assert only_a.returncode == 0, only_a.stderr
+    local = cli(
+        s3_env, "report", str(fleet / "host=host-a" / "date=2023-11-14"), "latency", "-f", "csv"
+    )
+    assert only_a.stdout == local.stdout
+    # host-a's bad file is in date=2020-01-01: without --since it is opened, and named
+    no_since = cli(s3_env, "report", url, "latency", "--where", "host = 'host-a'")
+    assert no_since.returncode == 2 and "date=2020-01-01" in no_since.stderr
+
+
+def test_prune_rules() -> None:
+    assert hosts_in_where("host = 'a' AND comm = 'nginx'") == {"a"}
+    assert hosts_in_where("(host IN ('a', 'b'))") == {"a", "b"}
+    assert hosts_in_where("host = 'a' OR comm = 'x'") is None
+    assert hosts_in_where("hostx = 'a'") is None and hosts_in_where(None) is None
+    day = 1_700_000_000 * 10**9  # 2023-11-14T22:13:20Z
+    prune = Prune(frozenset({"a"}), since_ns=day, until_ns=day + 10**9)
+    assert prune.keeps("s3://b/f/host=a/date=2023-11-14/x.parquet")
+    assert not prune.keeps("s3://b/f/host=b/date=2023-11-14/x.parquet")
+    assert not prune.keeps("/f/host=a/date=2023-11-13/x.parquet")
+    assert not prune.keeps("/f/host=a/date=2023-11-15/x.parquet")
+    assert prune.keeps("/f/other/x.parquet") and prune.keeps("/f/host=a/date=bad/x.parquet")
+
+
+def test_endpoint_and_url_parsing() -> None:
+    opts = s3_options({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "eu-west-1"})
+    assert opts == {"endpoint_override": "127.0.0.1:9000", "scheme": "http", "region": "eu-west-1"}
+    assert s3_options({"AWS_ENDPOINT_URL_S3": "minio:9000"})["scheme"] == "https"
+    assert str(parse_url("s3://b/p/x.parquet")) == "s3://b/p/x.parquet"
+    assert parse_url("gcs://b/p").scheme == "gs"
+
+
+def test_readme_fleet_commands_run(s3_env: dict[str, str], fleet: Path) -> None:
+    """README's s3:// commands, as shown, against the server (its bucket: two hosts)."""
+    from tests.unit.test_readme import readme_commands
+
+    shown = [c for c in readme_commands() if "s3://" in c]
+    assert len(shown) >= 3
+    for command in shown:
+        out = cli(s3_env, *shlex.split(command)[1:])
+        assert out.returncode == 0, (command, out.stderr)
+        assert out.stdout.strip() and "Traceback" not in out.stderr
