@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from sockopt_trace.analyzer import spark
 from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.reports import load_reports, run_report
-from sockopt_trace.cli import app
+from sockopt_trace.cli import query, report  # noqa: F401 (they register their commands)
+from sockopt_trace.cli.app import app
 from tests.synth import write_recording
 
 MASTER = "local[2]"
