@@ -114,6 +114,18 @@ def seal(con: duckdb.DuckDBPyConnection, allowed_paths: Sequence[str]) -> None:
     con.execute("SET lock_configuration = true")
 
 
+def where_clause(where: str | None, window: Window) -> str:
+    """` WHERE ...` for --where and the time window ('' for none), on every engine."""
+    conditions = []
+    if where and where.strip():
+        conditions.append(f"(\n{where}\n)")
+    if window.since_ns is not None:
+        conditions.append(f"ts_ns >= {int(window.since_ns)}")
+    if window.until_ns is not None:
+        conditions.append(f"ts_ns < {int(window.until_ns)}")
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
 def filter_events(
     con: duckdb.DuckDBPyConnection,
     where: str | None = None,
@@ -126,14 +138,7 @@ def filter_events(
     its own lines so that a trailing `--` comment cannot swallow the rest, and the view must stay
     one statement (no `; DROP ...`). The time bounds are integers, written in as literals.
     """
-    conditions = []
-    if where and where.strip():
-        conditions.append(f"(\n{where}\n)")
-    if window.since_ns is not None:
-        conditions.append(f"ts_ns >= {int(window.since_ns)}")
-    if window.until_ns is not None:
-        conditions.append(f"ts_ns < {int(window.until_ns)}")
-    clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    clause = where_clause(where, window)
     sql = f"CREATE OR REPLACE VIEW {names.events} AS SELECT * FROM {names.events_all}{clause}"
     try:
         if len(con.extract_statements(sql)) != 1:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sockopt_trace import schema
+from sockopt_trace.analyzer.database import where_clause
 from sockopt_trace.analyzer.dialect import to_spark
 from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.info import files_table
@@ -146,12 +147,7 @@ def load(
     spans = recording_spans(rec.files, window)
     register(con, rec, names, spans)
     where = filters.where
-    conditions = [f"(\n{where}\n)"] if where and where.strip() else []
-    if window.since_ns is not None:
-        conditions.append(f"ts_ns >= {int(window.since_ns)}")
-    if window.until_ns is not None:
-        conditions.append(f"ts_ns < {int(window.until_ns)}")
-    clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    clause = where_clause(where, window)
     view = f"CREATE OR REPLACE TEMPORARY VIEW {names.events} AS SELECT * FROM {names.events_all}"
     try:
         if where:
