@@ -142,7 +142,7 @@ def _one_based(index: exp.Expr) -> exp.Expr:
     (`lv + 1`) as DuckDB wrote it, 1-based: undo the first."""
     if isinstance(index, exp.Literal) and index.is_int:
         return exp.Literal.number(int(index.this) + 1)
-    return _r(index)
+    return exp.cast(_r(index), exp.DataType.build("INT"))  # Spark indexes with INT only
 
 
 def _macro_call(node: exp.Expr) -> exp.Expr | None:
