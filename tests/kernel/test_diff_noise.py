@@ -54,7 +54,7 @@ def recordings(tmp_path_factory: pytest.TempPathFactory, steady_bin: Path) -> di
     root = tmp_path_factory.mktemp("noise")
     reports = repeat(root / "same", steady_bin, RUNS)
     assert len(reports) == RUNS
-    assert len(repeat(root / "changed", steady_bin, CHANGED, "xrs")) == CHANGED
+    assert len(repeat(root / "changed", steady_bin, CHANGED, "xrS")) == CHANGED
     return {"same": root / "same", "changed": root / "changed", "pids": reports}
 
 
@@ -132,7 +132,8 @@ def test_replicates_of_identical_runs(recordings: dict) -> None:
 
 def test_real_changes_are_found_with_replicates(recordings: dict) -> None:
     """3 runs against 3 runs with an extra call site, SO_RCVBUF called twice as often and
-    SO_PEERGROUPS about twice as slow: each found, and nothing else."""
+    SO_PEERGROUPS about 6x as slow: each found, and nothing else. (A 2x latency change is found
+    in about 29 of 30 3-vs-3 diffs, docs/diff.md: too few for a test that must not flake.)"""
     base = runs(recordings["same"])[:CHANGED]
     args = [a for d in base for a in ("--base", str(d))]
     done = cli("diff", *args, str(recordings["changed"]), "--fail-on", "p50:+50%", "-f", "json")
@@ -143,9 +144,9 @@ def test_real_changes_are_found_with_replicates(recordings: dict) -> None:
     result = diff(base, [recordings["changed"]])
     assert result.replicated and len(result.new.replicates) == CHANGED
     by_option = {g.key[2]: g for g in result.groups}
-    slow = by_option["SO_PEERGROUPS"]  # measured: p50 x1.6-2.4, p90 x1.3-2.1, p99 barely
+    slow = by_option["SO_PEERGROUPS"]  # 56 groups against 1
     assert {"p50", "p90"} & set(slow.significant), slow
-    assert 1.3 < 1 + (slow.percentiles["p50"].rel or 0) < 3.5
+    assert 2.5 < 1 + (slow.percentiles["p50"].rel or 0) < 15
     rate = by_option["SO_RCVBUF"]
     assert "rate" in rate.significant and 1.6 < 1 + (rate.rate.rel or 0) < 2.4
     extra = by_option["SO_SNDBUF"]
