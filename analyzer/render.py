@@ -37,6 +37,7 @@ class Result:
     rows: Iterable[Sequence[Any]]
     title: str | None = None
     record: bool = False
+    hidden: tuple[str, ...] = ()  # columns for csv and json only (raw numbers, every detail)
 
     @classmethod
     def from_cursor(cls, cursor: Any, title: str | None = None, batch: int = 10_000) -> Result:
@@ -78,6 +79,10 @@ def render(
         if max_rows and len(rows) > max_rows:
             rows, truncated = rows[:max_rows], True
         columns = res.columns
+        if res.hidden:
+            keep = [i for i, c in enumerate(columns) if c not in res.hidden]
+            columns = [columns[i] for i in keep]
+            rows = [tuple(r[i] for i in keep) for r in rows]
         if res.record and len(rows) == 1:
             rows = list(zip(columns, rows[0], strict=True))
             columns = ["field", "value"]

@@ -90,8 +90,6 @@ def diff_html(
         allow_external=allow_external,
     )
     sides = [_side(s, filters, dims, top, skip_bad, allow_external) for s in (base, new)]
-    # Rates on the page over the same spans as the diff's (the union of each one's files).
-    sides[0].covered_seconds, sides[1].covered_seconds = result.base.seconds, result.new.seconds
     page = diff_page(*sides, diff_table_html(result), top=top)
     return page.render(js, version)
 

@@ -351,9 +351,8 @@ def _timeline_layout(x_title: str, x_type: str, interval_ns: int) -> dict:
 
 
 def _rate_traces(t: Timeline, x: list, name: str, color: str, *, bars: bool) -> list[dict]:
-    seconds = t.interval_ns / 1e9
-    rate = [c / seconds for c in t.calls]
-    errors = [e / seconds for e in t.errors]
+    rate = t.calls_per_s
+    errors = [e * r / c if c else 0.0 for e, r, c in zip(t.errors, rate, t.calls, strict=True)]
     main = {"x": x, "y": rate, "name": f"{name}calls/s", "hovertemplate": "%{y:,.4s} calls/s"}
     if bars:
         main.update(type="bar", marker={"color": color})

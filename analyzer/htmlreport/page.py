@@ -173,35 +173,37 @@ def lead(text: str) -> str:
 
 
 def _record_filters(side: SideData) -> str:
-    parts = []
-    for raw in side.facts["record_filters"]:
-        data = json.loads(raw)
-        items = data.items() if isinstance(data, dict) else []
-        text = "; ".join(
-            f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in items if v
-        )
-        parts.append(text or raw)
-    return " | ".join(parts) or "none (every process)"
+    return " | ".join(f for f in side.facts.filters if f) or "none (every process)"
 
 
 def _time_range(side: SideData) -> str:
+    """When the recorder ran: the recording span (analyzer/span.py)."""
     s = side.summary
-    if s.get("first_time") is None:
+    if s.get("recording_start") is None:
+        return "nothing recorded in the window"
+    return f"{human(s['recording_start'])} → {human(s['recording_end'])} UTC"
+
+
+def _calls_range(side: SideData) -> str:
+    """First to last call: the calls span, for information (rates use the recording span)."""
+    s = side.summary
+    if s.get("first_call") is None:
         return "no calls"
-    return f"{human(s['first_time'])} → {human(s['last_time'])} UTC"
+    span = duration((s.get("calls_span_s") or 0) * 1e9)
+    return f"{human(s['first_call'])} → {human(s['last_call'])} UTC (calls span {span})"
 
 
 def side_cards(side: SideData) -> str:
     s, f = side.summary, side.facts
     events = s.get("events") or 0
     errors = s.get("errors") or 0
-    lost = f["lost"]
+    lost = f.lost_total
     lost_pct = 100 * lost / (lost + events) if lost + events else 0
     return cards(
         [
             ("calls", number(events), False),
             ("recording span", duration(side.seconds * 1e9), False),
-            ("calls per second", number(events / side.seconds, 1), False),
+            ("calls per second", number(s.get("calls_per_s") or 0, 1), False),
             ("failed calls", f"{number(errors)} ({percent(s.get('error_pct') or 0)})", False),
             ("lost events", f"{number(lost)} ({percent(lost_pct)})", lost > 0),
             ("processes", number(s.get("processes") or 0), False),
@@ -211,17 +213,18 @@ def side_cards(side: SideData) -> str:
 
 def side_facts(side: SideData) -> list[tuple[str, str]]:
     s, f = side.summary, side.facts
-    lost = ", ".join(f"{k} {v:,}" for k, v in f["lost_reasons"].items()) or "none"
+    lost = ", ".join(f"{k} {v:,}" for k, v in f.lost.items() if v) or "none"
     top_option = s.get("top_option")
     top_comm = s.get("top_comm")
     return [
         ("recording", side.title),
-        ("hosts", ", ".join(f["hosts"])),
-        ("calls between", _time_range(side)),
-        ("probe", ", ".join(f["probe"])),
+        ("hosts", ", ".join(f.hosts)),
+        ("recorded", _time_range(side)),
+        ("calls", _calls_range(side)),
+        ("probe", ", ".join(f.probes)),
         ("stacks", side.stack_source.describe()),
-        ("lost events", lost + (f"; stacks lost {f['stacks_lost']:,}" if f["stacks_lost"] else "")),
-        ("recorded with", " | ".join(f["command_lines"])),
+        ("lost events", lost + (f"; stacks lost {f.stacks_lost:,}" if f.stacks_lost else "")),
+        ("recorded with", " | ".join(f.command_lines)),
         ("recording filters", _record_filters(side)),
         ("analysis filters", side.filters.describe()),
         (
@@ -229,8 +232,8 @@ def side_facts(side: SideData) -> list[tuple[str, str]]:
             f"{top_option} ({percent(s.get('top_option_pct'))})" if top_option else "",
         ),
         ("busiest process", f"{top_comm} ({percent(s.get('top_comm_pct'))})" if top_comm else ""),
-        ("kernels", ", ".join(f["kernels"])),
-        ("recorder", ", ".join(f["recorder_versions"]) + f"; {f['files']:,} files"),
+        ("kernels", ", ".join(f.kernels)),
+        ("recorder", ", ".join(f.recorder_versions) + f"; {f.files:,} files"),
     ]
 
 
@@ -238,12 +241,12 @@ def side_facts(side: SideData) -> list[tuple[str, str]]:
 
 
 def report_page(side: SideData) -> Page:
-    hosts = ", ".join(side.facts["hosts"])
+    hosts = ", ".join(side.facts.hosts)
     page = Page(f"getsockopt on {hosts}", html.escape(f"{side.title} · {_time_range(side)}"))
     page.section(
         "summary",
         "Summary",
-        notices(side.facts["notices"]),
+        notices(side.notices),
         side_cards(side),
         facts_table(side_facts(side)),
     )
@@ -310,7 +313,7 @@ def _compare_facts(base: SideData, new: SideData) -> str:
         )
 
     def rate(side: SideData) -> str:
-        return number((side.summary.get("events") or 0) / side.seconds, 1)
+        return number(side.summary.get("calls_per_s") or 0, 1)
 
     def errors(side: SideData) -> str:
         s = side.summary
@@ -323,7 +326,7 @@ def _compare_facts(base: SideData, new: SideData) -> str:
         row("recording span", duration(base.seconds * 1e9), duration(new.seconds * 1e9)),
         row("calls per second", rate(base), rate(new)),
         row("failed calls", errors(base), errors(new)),
-        row("lost events", number(base.facts["lost"]), number(new.facts["lost"])),
+        row("lost events", number(base.facts.lost_total), number(new.facts.lost_total)),
         row(
             "processes",
             number(base.summary.get("processes") or 0),
@@ -348,8 +351,8 @@ def diff_page(base: SideData, new: SideData, diff_table: str, top: int = 6) -> P
     page.section(
         "summary",
         "Summary",
-        notices([f"base: {n}" for n in base.facts["notices"]]),
-        notices([f"new: {n}" for n in new.facts["notices"]]),
+        notices([f"base: {n}" for n in base.notices]),
+        notices([f"new: {n}" for n in new.notices]),
         _compare_facts(base, new),
     )
     page.section("diff", "What changed", diff_table)
@@ -383,7 +386,9 @@ def diff_page(base: SideData, new: SideData, diff_table: str, top: int = 6) -> P
             f"Base: {html.escape(base.stack_source.describe())}; new: "
             f"{html.escape(new.stack_source.describe())}."
         ),
-        page.figure("flame", diff_flame_figure(base.stacks, new.stacks, base.seconds, new.seconds)),
+        page.figure(
+            "flame", diff_flame_figure(base.stacks, new.stacks, base.exposure, new.exposure)
+        ),
     )
     return page
 
