@@ -24,17 +24,20 @@ WHAT = ("recordings", "files")
 RECORDING_COLUMNS = [
     "recording",
     "host",
-    "command_line",
-    "filters",
-    "probe",
-    "stacks",
     "recording_start",
     "recording_span_s",
     "events",
     "calls_per_s",
     "lost",
     "files",
+    "probe",
+    "stacks",
+    "filters",
+    "command_line",
 ]
+# On a narrow terminal: never left out, and left out first.
+RECORDING_KEEP = ("recording", "host", "recording_span_s", "events", "lost", "files")
+RECORDING_DROP = ("stacks", "probe", "recording_start", "calls_per_s", "filters")
 # Every fact, for csv and json; tables show RECORDING_COLUMNS.
 MORE_COLUMNS = [
     "recording_id",
@@ -47,6 +50,8 @@ MORE_COLUMNS = [
 ]
 FILE_COLUMNS = ["path", "host", "recording_id", "sequence", "start_time", "end_time", "events"]
 FILE_COLUMNS += ["lost", "probe", "stacks"]
+FILE_KEEP = ("path", "events", "lost")
+FILE_DROP = ("stacks", "probe", "recording_id", "host", "end_time", "sequence")
 
 
 def describe(rec: Recording, what: str | None = None) -> list[Result]:
@@ -71,7 +76,14 @@ def recordings_table(rec: Recording) -> Result:
     if len(summaries) > 1:
         rows.append(_row(total(summaries, rec)))
     columns = RECORDING_COLUMNS + MORE_COLUMNS
-    return Result(columns, rows, "recordings", hidden=tuple(MORE_COLUMNS))
+    return Result(
+        columns,
+        rows,
+        "recordings",
+        hidden=tuple(MORE_COLUMNS),
+        keep=RECORDING_KEEP,
+        drop=RECORDING_DROP,
+    )
 
 
 def _row(s: RecordingSummary) -> tuple[Any, ...]:
@@ -102,7 +114,8 @@ def _row(s: RecordingSummary) -> tuple[Any, ...]:
 
 def files_result(rec: Recording) -> Result:
     table = files_table(rec).select(FILE_COLUMNS)
-    return Result(FILE_COLUMNS, [tuple(r.values()) for r in table.to_pylist()], "files")
+    rows = [tuple(r.values()) for r in table.to_pylist()]
+    return Result(FILE_COLUMNS, rows, "files", keep=FILE_KEEP, drop=FILE_DROP)
 
 
 def _problems(rec: Recording) -> list[Result]:

@@ -4,6 +4,7 @@
 -- param: top (int, default 20): call sites to show
 -- param: sort (calls|time, default calls): rank by number of calls or by total time
 -- columns: <by>, calls, calls_pct, total_ns, time_pct, mean_ns, p99_ns, processes
+-- drop: total_ns, processes, mean_ns, time_pct
 -- Calls, time and p99 come from rows counted per (group, latency) (percentiles:
 -- queries/lib/percentiles.sql); processes from distinct (group, host, pid). The two are put
 -- together by a UNION and a GROUP BY, not a join, which would drop groups with NULL keys.

@@ -3,6 +3,7 @@
 -- by: comm, level, optname
 -- param: top (int, default 20): groups to show
 -- columns: <by>, calls, mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns
+-- drop: p999_ns, mean_ns, p90_ns, max_ns
 -- One scan into rows per (group, latency): as many as distinct latencies, not calls; every
 -- column below comes from those counts (percentiles: queries/lib/percentiles.sql).
 WITH counts AS (

@@ -79,7 +79,7 @@ def report(
         filters=filters,
         allow_external=allow_external,
     )
-    emit(run_report(loaded.con, report_name, by=dims, params=params), fmt, max_rows)
+    emit(run_report(loaded.con, report_name, by=dims, params=params, raw=True), fmt, max_rows)
 
 
 def split_name(args: list[str], option: str | None) -> tuple[list[str], str]:

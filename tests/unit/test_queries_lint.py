@@ -56,10 +56,11 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     return load([root])
 
 
-def test_there_are_the_nine_reports() -> None:
+def test_there_are_the_ten_reports() -> None:
     assert sorted(p.stem for p in SQL_FILES) == [
         "callsites",
         "errors",
+        "histogram",
         "latency",
         "peers",
         "processes",
@@ -87,8 +88,12 @@ def test_header(path: Path) -> None:
     if report.by is None:
         assert not has_placeholders and "<by>" not in report.columns
     else:
-        assert has_placeholders == set(PLACEHOLDERS) and report.columns.startswith("<by>, ")
+        # {names} (the label columns, to order by) is optional: histogram ranks by the keys
+        assert has_placeholders >= set(PLACEHOLDERS) - {"{names}"}
+        assert report.columns.startswith("<by>, ")
         assert set(report.by) <= set(DIMENSIONS)
+    for column in (*report.keep, *report.drop):  # names of real result columns
+        assert re.search(rf"\b{column}\b", report.columns.replace("<by>", "")), column
 
 
 @pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
@@ -136,7 +141,7 @@ def test_reads_only_the_views(path: Path) -> None:
     views = (
         {"base_events", "new_events", "base_recordings", "new_recordings"}
         if path in DIFF_FILES
-        else {"events", "files"}
+        else {"events", "files", "recordings"}
     )
     assert sources, path.name
     assert sources <= ctes | views, sources - ctes

@@ -230,7 +230,8 @@ def test_slowest_calls_in_order(loaded: Loaded, rows: dict[str, np.ndarray]) -> 
     order = np.lexsort((rows["tid"], rows["ts_ns"], -rows["latency_ns"]))[:15]
     assert [r["latency_ns"] for r in got] == rows["latency_ns"][order].tolist()
     assert [r["comm"] for r in got] == rows["comm"][order].tolist()
-    assert [r["optname"] for r in got] == rows["optname_name"][order].tolist()
+    assert [r["optname_name"] for r in got] == rows["optname_name"][order].tolist()
+    assert [r["optname"] for r in got] == rows["optname"][order].tolist()
 
 
 def test_summary(loaded: Loaded, rows: dict[str, np.ndarray], fleet: list[Path]) -> None:
