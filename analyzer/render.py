@@ -41,7 +41,6 @@ NAMES = frozenset(
         "metric",
         "top_option",
         "top_comm",
-        "recording",
         "problem",
         "sequences",
         "significant",

@@ -17,6 +17,7 @@ from sockopt_trace.analyzer.info import describe
 from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.render import Result, _parts, people_table, render
+from sockopt_trace.analyzer.render_diff import sections
 from sockopt_trace.analyzer.reports import load_reports, run_report
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_traces"
@@ -30,7 +31,7 @@ def results(name: str) -> list[Result]:
     con = load([SAMPLES / name]).con
     out = [run_report(con, report, raw=True) for report in load_reports()]
     out += describe(open_recording([SAMPLES / name]))
-    out += diff([SAMPLES / name], [SAMPLES / name]).sections()
+    out += sections(diff([SAMPLES / name], [SAMPLES / name]), explain=True)
     for res in out:
         res.rows = list(res.rows)
     return out
@@ -55,15 +56,28 @@ def check(res: Result, width: int) -> None:
         note = lines[at] if at < len(lines) and lines[at].startswith("(") else ""
         at += bool(note)
         assert block[1].startswith(" ─") or block[1].startswith("─"), (res.title, block)
-        left_out = re.search(r"left out ([^;)]*)", note)
-        gone = set(left_out.group(1).split(", ")) if left_out else set()
+        left_out = {
+            h
+            for h in table.headers
+            if not any(re.search(rf"(?<!\S){re.escape(f)}(?!\S)", block[0]) for f in forms(h))
+        }
+        if left_out:
+            assert "left out" in note, (res.title, width, left_out, note)
         for line, row in zip(block[2:], table.rows, strict=True):
             for i, cell in enumerate(row):
-                if table.cuttable[i] or not cell or table.headers[i] in gone:
+                if table.cuttable[i] or not cell or table.headers[i] in left_out:
                     continue
                 pattern = rf"(?<![\w,.:]){re.escape(cell)}(?![\w,.:])"
                 assert re.search(pattern, line), (res.title, width, table.headers[i], cell, line)
     assert at == len(lines), (res.title, lines[at:])
+
+
+def forms(header: str) -> set[str]:
+    """A header as it may show: whole, or with its unit abbreviated (terminal._SUFFIXES)."""
+    out = {header}
+    for suffix, short in (("_per_s", "/s"), ("_pct", "%"), ("_ns", "")):
+        out |= {h[: -len(suffix)] + short for h in out if h.endswith(suffix)}
+    return out
 
 
 @pytest.mark.parametrize("name", NAMES)
