@@ -120,6 +120,7 @@ def files_result(rec: Recording) -> Result:
 
 def _problems(rec: Recording) -> list[Result]:
     sections = []
+    rows: list[tuple[Any, ...]]
     gaps = sequence_gaps(rec.files)
     if gaps:
         columns = ["recording_id", "host", "problem", "sequences", "from_time", "to_time"]
@@ -134,6 +135,9 @@ def _problems(rec: Recording) -> list[Result]:
     if rec.skipped:
         rows = [(str(s.path), s.problem) for s in rec.skipped]
         sections.append(Result(["path", "problem"], rows, "skipped files"))
+    if rec.ignored:
+        rows = [(str(p), "matched by the pattern, but not a recording file") for p in rec.ignored]
+        sections.append(Result(["path", "problem"], rows, "ignored files"))
     return sections
 
 

@@ -50,6 +50,7 @@ from sockopt_trace.units import parse_duration
 if TYPE_CHECKING:
     from sockopt_trace.analyzer.spark import SparkConnection
 
+ALL = 2**62  # LIMIT for "all rows" (--top 0)
 HEADER_KEYS = ("name", "answers", "by", "param", "columns", "layout", "keep", "drop")
 LAYOUTS = ("table", "record", "histogram")
 PLACEHOLDERS = ("{keys}", "{labels}", "{names}", "{weight}")
@@ -193,6 +194,10 @@ def prepare(
     values = {p.name: p.parse(p.default) for p in report.params}
     for name, value in (params or {}).items():
         values[name] = report.param(name).parse(value)
+    if "top" in values:  # -n/--top: how many, 0 for all, in every command
+        if values["top"] < 0:
+            raise UserError(f"bad --top {values['top']}: 0 (all) or more")
+        values["top"] = values["top"] or ALL
     sql = report.sql
     if report.by is None:
         if by:

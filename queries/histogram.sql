@@ -1,7 +1,7 @@
 -- name: histogram
 -- answers: how are latencies distributed, as bpftrace's hist() shows them? calls per power-of-two latency bucket, exact, per group (busiest first)
 -- by: comm, level, optname
--- param: top (int, default 3): groups to show, most calls first
+-- param: top (int, default 3): groups to show, most calls first (0: all)
 -- columns: <by>, low_ns, high_ns, calls, pct
 -- layout: histogram
 -- keep: low_ns, high_ns, calls

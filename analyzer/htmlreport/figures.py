@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from sockopt_trace.analyzer.htmlreport.data import (
     BINS_PER_DECADE,
@@ -114,7 +115,7 @@ def distribution_traces(
     (hx, hy), (cx, cy) = histogram_xy(d), cdf_xy(d)
     hist_axes, cdf_axes = {"xaxis": "x", "yaxis": "y"}, {"xaxis": "x2", "yaxis": "y2"}
     line = {"color": color, "width": 1.6, "dash": dash}
-    traces = [
+    traces: list[dict[str, Any]] = [
         {
             "type": "scatter",
             "x": hx,
@@ -353,13 +354,18 @@ def _timeline_layout(x_title: str, x_type: str, interval_ns: int) -> dict:
 def _rate_traces(t: Timeline, x: list, name: str, color: str, *, bars: bool) -> list[dict]:
     rate = t.calls_per_s
     errors = [e * r / c if c else 0.0 for e, r, c in zip(t.errors, rate, t.calls, strict=True)]
-    main = {"x": x, "y": rate, "name": f"{name}calls/s", "hovertemplate": "%{y:,.4s} calls/s"}
+    main: dict[str, Any] = {
+        "x": x,
+        "y": rate,
+        "name": f"{name}calls/s",
+        "hovertemplate": "%{y:,.4s} calls/s",
+    }
     if bars:
         main.update(type="bar", marker={"color": color})
     else:
         line = {"color": color, "width": 1.4, "shape": "hv"}
         main.update(type="scatter", mode="lines", line=line)
-    traces = [main]
+    traces: list[dict[str, Any]] = [main]
     if any(t.errors):
         traces.append(
             {

@@ -17,6 +17,7 @@ from sockopt_trace.analyzer.htmlreport import figures
 from sockopt_trace.analyzer.htmlreport.data import Distribution, SideData
 from sockopt_trace.analyzer.htmlreport.flame import diff_flame_figure, flame_figure
 from sockopt_trace.analyzer.htmlreport.fmt import duration, number, percent
+from sockopt_trace.analyzer.htmlreport.plotlyjs import PlotlyJs
 from sockopt_trace.analyzer.render import Result, human
 
 
@@ -49,7 +50,7 @@ class Page:
     def section(self, ident: str, heading: str, *parts: str) -> None:
         self.sections.append((ident, heading, "\n".join(parts)))
 
-    def render(self, plotly_js: str, plotly_version: str) -> str:
+    def render(self, plotly: PlotlyJs) -> str:
         nav = "".join(f'<a href="#{i}">{html.escape(h)}</a>' for i, h, _ in self.sections)
         body = "\n".join(
             f'<section id="{i}">\n<h2>{html.escape(h)}</h2>\n{content}\n</section>'
@@ -63,7 +64,7 @@ class Page:
             "__BODY__": body,
             "__VERSION__": __version__,
             "__GENERATED__": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "__PLOTLY_VERSION__": html.escape(plotly_version),
+            "__PLOTLY_NOTE__": html.escape(plotly.note()),
             "__STYLE__": _resource("style.css"),
             "__SCRIPT__": _resource("page.js"),
             # "</" cannot appear inside a script element's text.
@@ -74,7 +75,7 @@ class Page:
             text = text.replace(marker, value)
         # Last, and only once: plotly.js is large and may contain anything that looks like a marker.
         head, _, tail = text.partition("__PLOTLY__")
-        return head + plotly_js + tail
+        return head + plotly.script() + tail
 
 
 def _plain(value: Any) -> Any:

@@ -108,6 +108,11 @@ def warn(message: str) -> None:
     print(f"sockopt-trace: warning: {message}", file=sys.stderr)
 
 
+def note(message: str) -> None:
+    """What the reader should know that is not a problem: why a result is empty."""
+    print(f"sockopt-trace: note: {message}", file=sys.stderr)
+
+
 def open_and_warn(
     recs: Sequence[str],
     *,

@@ -162,6 +162,10 @@ def diff_command(
         replicates=False if pool else None,
         allow_external=allow_external,
     )
+    for i, side in enumerate((result.base, result.new)):
+        if not sum(g.calls[i] for g in result.groups):
+            scope = " that pass --where/--since/--until" if where or since or until else ""
+            warn(f"the {side.name} side has no calls{scope}: every group is one-sided")
     sections: Result | list[Result]
     if fmt in (Format.table, Format.markdown):
         sections = render_diff.sections(result, top or None, explain=explain)

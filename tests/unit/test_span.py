@@ -26,7 +26,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_traces"
 CASES = {
     "nginx-after": [SAMPLES / "nginx-after"],
     "haproxy-nginx-unix": [SAMPLES / "haproxy-nginx-unix"],
-    "all samples": sorted(p.parent for p in SAMPLES.glob("*/*.parquet")),
+    "all samples": sorted({p.parent for p in SAMPLES.rglob("*.parquet")}),
 }
 
 
@@ -44,7 +44,7 @@ def test_every_output_agrees_on_span_and_rate(name: str) -> None:
     for f in rec.files:
         per_recording[f.meta.recording_id] = per_recording.get(f.meta.recording_id, 0) + f.rows
     rate = span.rate(per_recording, spans)
-    assert rate and len(spans) == (6 if name == "all samples" else 1)
+    assert rate and (len(spans) > 6 if name == "all samples" else len(spans) == 1)
 
     loaded = load(specs)
     (summary,) = rows(run_report(loaded.con, "summary"))

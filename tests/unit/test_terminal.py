@@ -21,7 +21,7 @@ from sockopt_trace.analyzer.render_diff import sections
 from sockopt_trace.analyzer.reports import load_reports, run_report
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_traces"
-NAMES = sorted(p.name for p in SAMPLES.iterdir() if any(p.glob("*.parquet")))
+NAMES = sorted(p.name for p in SAMPLES.iterdir() if any(p.rglob("*.parquet")))
 WIDTHS = (80, 120)
 
 
