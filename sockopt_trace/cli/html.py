@@ -70,32 +70,22 @@ def html(
 
     filters = Filters(where, since, until)
     plotly = choose(plotly_js, output)
-    if len(recs) == 1:
-        text = report_html(
-            recs,
-            filters=filters,
-            by=by,
-            top=top,
-            skip_bad=skip_bad,
-            allow_external=allow_external,
-            plotly=plotly,
-        )
-    else:  # two arguments compare; say so, as a shell-expanded glob looks the same
+    if len(recs) == 2:  # a shell-expanded glob looks the same: say that this compares
         print(
             f"sockopt-trace: comparing {recs[1]} (new) with {recs[0]} (base); to read several "
             "files as one recording, give their directory or a quoted glob",
             file=sys.stderr,
         )
-        text = diff_html(
-            [recs[0]],
-            [recs[1]],
-            filters=filters,
-            by=by,
-            top=top,
-            skip_bad=skip_bad,
-            allow_external=allow_external,
-            plotly=plotly,
-        )
+    page = report_html if len(recs) == 1 else diff_html
+    text = page(
+        *([r] for r in recs),
+        filters=filters,
+        by=by,
+        top=top,
+        skip_bad=skip_bad,
+        allow_external=allow_external,
+        plotly=plotly,
+    )
     data = text.encode()
     with output_stream(output) as out:
         out.write(data)

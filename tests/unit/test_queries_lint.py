@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sockopt_trace.analyzer.database import Loaded
+from sockopt_trace.analyzer.database import Loaded, Source, connect
 from sockopt_trace.analyzer.dialect import to_spark
 from sockopt_trace.analyzer.diff import diff_queries
 from sockopt_trace.analyzer.dimensions import DIMENSIONS
-from sockopt_trace.analyzer.load import load, load_pair
+from sockopt_trace.analyzer.load import load
+from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.reports import (
     PLACEHOLDERS,
     load_reports,
@@ -21,6 +22,7 @@ from sockopt_trace.analyzer.reports import (
     run_report,
 )
 from sockopt_trace.analyzer.templates import load_templates
+from sockopt_trace.analyzer.views import ViewNames
 from tests.synth import write_recording
 
 QUERY_DIR = Path(str(importlib.resources.files("sockopt_trace.queries")))
@@ -168,7 +170,13 @@ def test_explains_and_runs_with_every_dimension(path: Path, loaded: Loaded) -> N
 def test_diff_queries_explain_and_run_with_every_dimension(path: Path, tmp_path: Path) -> None:
     write_recording(tmp_path / "a", 3000, seed=8, stacks="full", stack_sample_period=2)
     write_recording(tmp_path / "b", 3000, seed=9, stacks="full")
-    both, _ = load_pair([tmp_path / "a"], [tmp_path / "b"])
+    sides = [open_recording([tmp_path / side]) for side in ("a", "b")]
+    both, _ = connect(
+        [
+            Source(rec, names=ViewNames(f"{name}_"))
+            for rec, name in zip(sides, ("base", "new"), strict=True)
+        ]
+    )
     report = parse_report(path.read_text(), path.name)
     assert report.name in diff_queries() and report.by
     every = {p.name: 1 for p in report.params if p.name == "min_calls"}  # tiny groups too
