@@ -1,5 +1,6 @@
-"""The HTML of the pages: sections of tables and figure placeholders in `template.html`, with
-plotly.js, the figures' JSON and `page.js` inlined, so the file opens anywhere without network.
+"""The HTML of the pages: sections of tables (`blocks`) and figure placeholders in
+`template.html`, with the figures' JSON and `page.js` inlined and plotly.js inlined or loaded
+as `plotlyjs` says.
 """
 
 from __future__ import annotations
@@ -9,16 +10,23 @@ import decimal
 import html
 import importlib.resources
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from sockopt_trace import __version__
-from sockopt_trace.analyzer.htmlreport import figures
+from sockopt_trace.analyzer.htmlreport import figures, timeline
+from sockopt_trace.analyzer.htmlreport.blocks import (
+    cards,
+    facts_table,
+    lead,
+    notices,
+    sentence,
+    table,
+)
 from sockopt_trace.analyzer.htmlreport.data import Distribution, SideData
 from sockopt_trace.analyzer.htmlreport.flame import diff_flame_figure, flame_figure
 from sockopt_trace.analyzer.htmlreport.fmt import duration, number, percent
 from sockopt_trace.analyzer.htmlreport.plotlyjs import PlotlyJs
-from sockopt_trace.analyzer.render import Result, human
+from sockopt_trace.analyzer.render import human
 
 
 def _resource(name: str) -> str:
@@ -87,87 +95,6 @@ def _plain(value: Any) -> Any:
 
 
 # -- tables ------------------------------------------------------------------------------------
-
-
-def _cell(column: str, value: Any) -> tuple[str, Any, bool]:
-    """(text, raw value for sorting, numeric) of one table cell."""
-    if value is None:
-        return "", "", False
-    if isinstance(value, decimal.Decimal):
-        value = float(value)
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if numeric and column.endswith("_ns"):
-        return duration(value), value, True
-    if numeric and column.endswith("_pct"):
-        return percent(value), value, True
-    if numeric and column.endswith("_per_s"):
-        return number(value, 1), value, True
-    if isinstance(value, int) and not isinstance(value, bool) and column in ("pid", "tid", "fd"):
-        return str(value), value, True
-    return human(value), value if numeric else "", numeric
-
-
-def heading(column: str) -> str:
-    for suffix, replacement in (("_ns", ""), ("_pct", " %"), ("_per_s", "/s")):
-        if column.endswith(suffix) and column != suffix.strip("_"):
-            column = column[: -len(suffix)] + replacement
-            break
-    return column.replace("_", " ")
-
-
-def table(res: Result, *, max_rows: int | None = None, empty: str = "None.") -> str:
-    rows = list(res.rows)[:max_rows] if max_rows else list(res.rows)
-    if not rows:
-        return f'<p class="empty">{html.escape(empty)}</p>'
-    cells = [[_cell(c, v) for c, v in zip(res.columns, row, strict=True)] for row in rows]
-    numeric = [any(r[i][2] for r in cells) for i in range(len(res.columns))]
-    head = "".join(
-        f'<th class="{"num" if n else ""}">{html.escape(heading(c))}</th>'
-        for c, n in zip(res.columns, numeric, strict=True)
-    )
-    body = []
-    for r in cells:
-        tds = "".join(
-            f'<td class="{"num" if n else "wrap"}" data-v="{html.escape(str(raw))}">'
-            f"{html.escape(text)}</td>"
-            for (text, raw, _), n in zip(r, numeric, strict=True)
-        )
-        body.append(f"<tr>{tds}</tr>")
-    return (
-        f'<table class="sortable"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-def facts_table(facts: Sequence[tuple[str, str]]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts if v
-    )
-    return f'<table class="facts">{rows}</table>'
-
-
-def cards(items: Sequence[tuple[str, str, bool]]) -> str:
-    return (
-        '<div class="cards">'
-        + "".join(
-            f'<div class="card{" bad" if bad else ""}"><div class="value">{html.escape(v)}</div>'
-            f'<div class="label">{html.escape(k)}</div></div>'
-            for k, v, bad in items
-        )
-        + "</div>"
-    )
-
-
-def notices(lines: Sequence[str]) -> str:
-    return "".join(f'<p class="notice">{html.escape(line)}</p>' for line in lines)
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def lead(text: str) -> str:
-    return f'<p class="lead">{text}</p>'
 
 
 # -- what a recording says about itself ---------------------------------------------------------
@@ -268,7 +195,7 @@ def report_page(side: SideData) -> Page:
         "timeline",
         "Over time",
         lead("Calls per second, failed calls per second and the p99 and mean latency per bucket."),
-        page.figure("timeline", figures.timeline_figure(side) if side.timeline.calls else None),
+        page.figure("timeline", timeline.timeline_figure(side) if side.timeline.calls else None),
     )
     page.section(
         "flame",
@@ -276,7 +203,7 @@ def report_page(side: SideData) -> Page:
         lead(
             "Who calls getsockopt, from where and for which option: process at the bottom, "
             "then the stack from outer to inner frames, then the option asked. "
-            + html.escape(_sentence(side.stack_source.describe()))
+            + html.escape(sentence(side.stack_source.describe()))
             + ". Click a frame to zoom in; the bar at the top zooms out."
         ),
         page.figure("flame", flame_figure(side.stacks) if side.stacks else None, "No calls."),
@@ -375,7 +302,7 @@ def diff_page(base: SideData, new: SideData, diff_table: str, top: int = 6) -> P
         "timeline",
         "Over time",
         lead("Calls per second and p99 latency in both recordings, from each one's start."),
-        page.figure("timeline", figures.diff_timeline_figure(base, new)),
+        page.figure("timeline", timeline.diff_timeline_figure(base, new)),
     )
     page.section(
         "flame",
