@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from sockopt_trace.analyzer import cells, terminal
 
 FORMATS = ("table", "csv", "json", "markdown")
+BARS = terminal.BAR_WIDTH  # histogram bars in markdown
 # Text columns that are names: never cut to fit a terminal (free text such as call sites is).
 NAMES = frozenset(
     {
@@ -266,7 +267,13 @@ def _markdown(title: str | None, table: terminal.Table, out: TextIO, *, first: b
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
-    out.write("| " + " | ".join(table.headers) + " |\n")
-    out.write("|" + "|".join("---:" if r else "---" for r in table.right) + "|\n")
-    for row in table.rows:
+    headers, rows, right = table.headers, table.rows, table.right
+    if table.bars is not None:  # the histogram's bars, as on a terminal (without the frame)
+        columns = list(range(len(headers)))
+        headers, rows, _ = terminal.with_bars(table.bars, headers, rows, columns, BARS)
+        rows = [[*r[:-1], r[-1].strip("| ")] for r in rows]
+        right = [*right, False]
+    out.write("| " + " | ".join(headers) + " |\n")
+    out.write("|" + "|".join("---:" if r else "---" for r in right) + "|\n")
+    for row in rows:
         out.write("| " + " | ".join(cell(c) for c in row) + " |\n")

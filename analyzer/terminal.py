@@ -76,7 +76,7 @@ def layout(table: Table, width: int | None) -> tuple[list[str], str | None]:
     if table.bars is not None:
         spare = (width or 0) - _width(headers, rows, columns, None) - len(SEPARATOR) - 2
         bar_width = max(10, min(BAR_WIDTH, spare)) if width is not None else BAR_WIDTH
-        headers, rows, columns = _with_bars(table.bars, headers, rows, columns, bar_width)
+        headers, rows, columns = with_bars(table.bars, headers, rows, columns, bar_width)
     return _draw(headers, rows, columns, table.right), _note(notes, hint, width)
 
 
@@ -181,7 +181,7 @@ def _drop_order(table: Table, columns: list[int]) -> list[int]:
     return [i for i in [*table.drop, *rest] if i in columns and i not in table.keep]
 
 
-def _with_bars(
+def with_bars(
     bars: tuple[int, list[int]],
     headers: list[str],
     rows: list[list[str]],
