@@ -64,6 +64,7 @@ def layout(table: Table, width: int | None) -> tuple[list[str], str | None]:
         cut |= _cut(table, headers, rows, columns, width, MIN_TEXT_LAST)
         if dropped:
             notes.append(f"left out {', '.join(dropped)}")
+        cut &= set(columns)  # a column cut, then left out, is said to be left out
         if cut:
             notes.append(f"cut {', '.join(table.headers[i] for i in sorted(cut))}")
     notes += [note for i, note in table.notes.items() if i in columns]
