@@ -16,6 +16,7 @@ No progress bar on any connection: DuckDB would draw it on stderr, pipes include
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,10 @@ from sockopt_trace.errors import UserError
 
 SANDBOX_HINT = "SQL here reads only the recording; --allow-external-sql lifts this"
 _SANDBOX_ERRORS = ("disabled by configuration", "configuration has been locked")
+_READ_ERRORS = (duckdb.Error, duckdb.IOException, duckdb.InvalidInputException)
+_DAMAGED_TEXT = "damaged data in this recording file"
+_RECOPY = "recopy it, or read the recording without it"
+_DAMAGED = re.compile(r'Failed to read file "(?P<path>[^"]+)": (?P<why>.+)')
 
 
 @dataclass(frozen=True)
@@ -153,16 +158,48 @@ def filter_events(
 def execute(
     con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """Run SQL; a DuckDB error becomes a one-line UserError (bad SQL is bad input)."""
+    """Run SQL; a DuckDB error becomes a one-line UserError (bad SQL is bad input), and so does
+    SQL without a statement (empty, or comments only)."""
     try:
-        return con.execute(sql, dict(params) if params else None)
+        cursor = con.execute(sql, dict(params) if params else None)
     except duckdb.Error as err:
-        raise UserError(f"query failed: {sql_error(err)}") from None
+        message = sql_error(err)
+        if _DAMAGED.search(first_line(err)):  # the file named first, not the query
+            raise UserError(message) from None
+        # DuckDB's plain Error is what a damaged page (thrift header) raises
+        found = damaged_file(con) if type(err) in _READ_ERRORS else None
+        if found:
+            raise UserError(f"{found[0]}: {_DAMAGED_TEXT} ({found[1]}); {_RECOPY}") from None
+        raise UserError(f"query failed: {message}") from None
+    if cursor is None:
+        raise UserError('no SQL to run: give a statement, e.g. "SELECT count(*) FROM events"')
+    return cursor
 
 
 def sql_error(err: duckdb.Error) -> str:
-    """DuckDB's message in one line, saying why when the sandbox refused."""
+    """DuckDB's message in one line, saying why when the sandbox refused, and naming the file
+    first when a file's data (not its footer, which is checked up front) is damaged."""
     message = first_line(err)
     if any(s in message for s in _SANDBOX_ERRORS):
         return f"{message} ({SANDBOX_HINT})"
+    damaged = _DAMAGED.search(message)
+    if damaged:
+        return f"{damaged['path']}: {_DAMAGED_TEXT} ({damaged['why']}); {_RECOPY}"
     return message
+
+
+def damaged_file(con: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    """(path, DuckDB's complaint) of the first file of the connection's recordings whose data
+    cannot be read, found by decoding every column of each file: only done after a query failed
+    with a read error that did not say which file (a damaged page header, say)."""
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE table_name = 'files' OR suffix(table_name, '_files')"
+    ).fetchall()
+    for (table,) in tables:
+        for (path,) in con.execute(f"SELECT path FROM {table}").fetchall():
+            try:
+                con.execute(f"SELECT sum(hash(f)) FROM read_parquet({sql_string(path)}) AS f")
+            except duckdb.Error as err:
+                return path, first_line(err)
+    return None

@@ -1,137 +1,155 @@
-"""What `info` says about a recording, from file metadata alone (no scan of the rows).
-
-Also the `files` table of the DuckDB views, so both show the same facts.
-"""
+"""What `info` says about a recording, from file metadata alone (no scan of the rows): each
+recording (host, how it was recorded, its span, events, lost events, files), then their total;
+the files; gaps in file sequences, partial and skipped files when there are any."""
 
 from __future__ import annotations
 
-import json
-import shlex
-from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from sockopt_trace import schema
-from sockopt_trace.analyzer.recording import Recording, RecordingFile
+from sockopt_trace.analyzer.recording import Recording
 from sockopt_trace.analyzer.render import Result
+from sockopt_trace.analyzer.summary import (
+    TOTAL,
+    RecordingSummary,
+    files_table,
+    sequence_gaps,
+    summarize,
+    total,
+)
 from sockopt_trace.analyzer.timespec import to_datetime
 
-FIRST_SEQUENCE = 1  # the recorder numbers a recording's files 1, 2, 3, ...
+WHAT = ("recordings", "files")
+RECORDING_COLUMNS = [
+    "recording",
+    "host",
+    "recording_start",
+    "recording_span_s",
+    "events",
+    "calls_per_s",
+    "lost",
+    "files",
+    "probe",
+    "stacks",
+    "filters",
+    "command_line",
+]
+# On a narrow terminal: never left out, and left out first.
+RECORDING_KEEP = ("recording", "host", "recording_span_s", "events", "lost", "files")
+RECORDING_DROP = ("stacks", "probe", "recording_start", "calls_per_s", "filters")
+# Every fact, for csv and json; tables show RECORDING_COLUMNS.
+MORE_COLUMNS = [
+    "recording_id",
+    "recording_end",
+    "kernel",
+    "recorder_version",
+    *(f"lost_{reason}" for reason in schema.LOSS_REASONS),
+    "stacks_lost",
+    "sequence_gaps",
+]
+FILE_COLUMNS = ["path", "host", "recording_id", "sequence", "start_time", "end_time", "events"]
+FILE_COLUMNS += ["lost", "probe", "stacks"]
+FILE_KEEP = ("path", "events", "lost")
+FILE_DROP = ("stacks", "probe", "recording_id", "host", "end_time", "sequence")
 
 
-def files_table(rec: Recording) -> pa.Table:
-    """One row per file, from its metadata (also what `info` shows)."""
-    metas = [f.meta for f in rec.files]
-    cols: dict[str, Any] = {
-        "path": [str(f.path) for f in rec.files],
-        "host": [m.host for m in metas],
-        "kernel": [m.kernel for m in metas],
-        "probe": [m.probe for m in metas],
-        "recorder_version": [m.recorder_version for m in metas],
-        "recording_id": [m.recording_id for m in metas],
-        "sequence": pa.array([m.sequence for m in metas], pa.int64()),
-        "start_time": _timestamps([m.start_ns for m in metas]),
-        "end_time": _timestamps([m.end_ns for m in metas]),
-        "start_ns": pa.array([m.start_ns for m in metas], pa.int64()),
-        "end_ns": pa.array([m.end_ns for m in metas], pa.int64()),
-        "events": pa.array([f.rows for f in rec.files], pa.int64()),
-        "lost": pa.array([m.lost_total for m in metas], pa.int64()),
+def describe(rec: Recording, what: str | None = None) -> list[Result]:
+    """The sections of `info`: recordings, files, then gaps, partial and skipped files when
+    there are any; `what` ("recordings" or "files") gives that one table alone."""
+    if what is not None and what not in WHAT:
+        raise ValueError(f"unknown info table {what!r}")
+    sections = []
+    if what in (None, "recordings"):
+        sections.append(recordings_table(rec))
+    if what in (None, "files"):
+        sections.append(files_result(rec))
+    if what is None:
+        sections += _problems(rec)
+    return sections
+
+
+def recordings_table(rec: Recording) -> Result:
+    """One row per recording, then their total when there are several."""
+    summaries = summarize(rec)
+    rows = [_row(s) for s in summaries]
+    if len(summaries) > 1:
+        rows.append(_row(total(summaries, rec)))
+    columns = RECORDING_COLUMNS + MORE_COLUMNS
+    return Result(
+        columns,
+        rows,
+        "recordings",
+        hidden=tuple(MORE_COLUMNS),
+        keep=RECORDING_KEEP,
+        drop=RECORDING_DROP,
+    )
+
+
+def _row(s: RecordingSummary) -> tuple[Any, ...]:
+    is_total = s.recording_id == TOTAL
+    facts: dict[str, Any] = {
+        "recording": TOTAL if is_total else s.recording_id[:8],
+        "host": _joined(s.hosts, "hosts") if is_total else ", ".join(s.hosts),
+        "command_line": "" if is_total else " | ".join(s.command_lines),
+        "filters": "" if is_total else " | ".join(f for f in s.filters if f),
+        "probe": ", ".join(s.probes),
+        "stacks": ", ".join(s.stacks),
+        "recording_start": to_datetime(s.start_ns),
+        "recording_span_s": s.recording_span_s,
+        "events": s.events,
+        "calls_per_s": s.calls_per_s,
+        "lost": s.lost_total,
+        "files": s.files,
+        "recording_id": "" if is_total else s.recording_id,
+        "recording_end": to_datetime(s.end_ns),
+        "kernel": ", ".join(s.kernels),
+        "recorder_version": ", ".join(s.recorder_versions),
+        **{f"lost_{reason}": s.lost.get(reason, 0) for reason in schema.LOSS_REASONS},
+        "stacks_lost": s.stacks_lost,
+        "sequence_gaps": s.sequence_gaps,
     }
-    for reason in schema.LOSS_REASONS:
-        cols[f"lost_{reason}"] = pa.array([m.lost.get(reason, 0) for m in metas], pa.int64())
-    cols["stacks"] = [m.stacks for m in metas]
-    cols["stack_sample_period"] = pa.array([m.stack_sample_period for m in metas], pa.int64())
-    cols["stacks_lost"] = pa.array([m.stacks_lost for m in metas], pa.int64())
-    cols["filters"] = [json.dumps(m.filters, sort_keys=True) for m in metas]
-    cols["command_line"] = [shlex.join(m.command_line) for m in metas]
-    return pa.table(cols)
+    return tuple(facts[c] for c in RECORDING_COLUMNS + MORE_COLUMNS)
 
 
-def _timestamps(ns: list[int]) -> pa.Array:
-    return pa.array([n // 1000 for n in ns], pa.timestamp("us"))
+def files_result(rec: Recording) -> Result:
+    table = files_table(rec).select(FILE_COLUMNS)
+    rows = [tuple(r.values()) for r in table.to_pylist()]
+    return Result(FILE_COLUMNS, rows, "files", keep=FILE_KEEP, drop=FILE_DROP)
 
 
-def describe(rec: Recording) -> list[Result]:
-    """Sections: the recording overall, its files, then (when there are any) gaps in file
-    sequences, partial files and skipped files."""
+def _problems(rec: Recording) -> list[Result]:
+    sections = []
+    rows: list[tuple[Any, ...]]
     gaps = sequence_gaps(rec.files)
-    sections = [_overview(rec, len(gaps)), _files(rec)]
     if gaps:
         columns = ["recording_id", "host", "problem", "sequences", "from_time", "to_time"]
-        sections.append(Result(columns, gaps, "gaps"))
+        rows = [
+            (g.recording_id, g.host, g.problem, g.sequences, _time(g.from_ns), _time(g.to_ns))
+            for g in gaps
+        ]
+        sections.append(Result(columns, rows, "gaps"))
     if rec.partial:
         rows = [(str(p), _size(p)) for p in rec.partial]
         sections.append(Result(["path", "bytes"], rows, "partial files (ignored)"))
     if rec.skipped:
         rows = [(str(s.path), s.problem) for s in rec.skipped]
         sections.append(Result(["path", "problem"], rows, "skipped files"))
+    if rec.ignored:
+        rows = [(str(p), "matched by the pattern, but not a recording file") for p in rec.ignored]
+        sections.append(Result(["path", "problem"], rows, "ignored files"))
     return sections
 
 
-def sequence_gaps(files: tuple[RecordingFile, ...]) -> list[tuple[Any, ...]]:
-    """Missing and duplicated file sequence numbers per recording id, with the time window
-    that the missing files covered (from the end of the file before to the start of the next)."""
-    by_id: dict[str, list[RecordingFile]] = defaultdict(list)
-    for f in files:
-        by_id[f.meta.recording_id].append(f)
-    rows: list[tuple[Any, ...]] = []
-    for rid, group in sorted(by_id.items()):
-        group.sort(key=lambda f: f.meta.sequence)
-        host = group[0].meta.host
-        previous: RecordingFile | None = None
-        expected = FIRST_SEQUENCE
-        for f in group:
-            seq = f.meta.sequence
-            if previous is not None and seq == previous.meta.sequence:
-                rows.append((rid, host, "duplicate", str(seq), None, None))
-                continue
-            if seq > expected:
-                missing = str(expected) if seq - 1 == expected else f"{expected}-{seq - 1}"
-                after = to_datetime(previous.meta.end_ns) if previous else None
-                rows.append((rid, host, "missing", missing, after, to_datetime(f.meta.start_ns)))
-            previous, expected = f, seq + 1
-    return rows
+def _joined(values: tuple[str, ...], noun: str) -> str:
+    return values[0] if len(values) == 1 else f"{len(values)} {noun}: {', '.join(values)}"
 
 
-def _overview(rec: Recording, gaps: int) -> Result:
-    metas = [f.meta for f in rec.files]
-    lost = rec.lost
-    stacks = sorted({m.stacks + _sampling(m.stack_sample_period) for m in metas})
-    row: dict[str, Any] = {
-        "hosts": ", ".join(rec.hosts),
-        "first_time": to_datetime(rec.start_ns),
-        "last_time": to_datetime(rec.end_ns),
-        "span_s": (rec.end_ns - rec.start_ns) / 1e9,
-        "events": rec.events,
-        "lost": rec.lost_total,
-        **{f"lost_{reason}": n for reason, n in lost.items()},
-        "stacks_lost": sum(m.stacks_lost for m in metas),
-        "probe": ", ".join(sorted({m.probe for m in metas})),
-        "stacks": ", ".join(stacks),
-        "kernels": ", ".join(sorted({m.kernel for m in metas})),
-        "recorder_versions": ", ".join(sorted({m.recorder_version for m in metas})),
-        "recordings": len({m.recording_id for m in metas}),
-        "files": len(rec.files),
-        "sequence_gaps": gaps,
-        "partial_files": len(rec.partial),
-        "skipped_files": len(rec.skipped),
-    }
-    return Result(list(row), [tuple(row.values())], "recording", record=True)
+def _time(ns: int | None) -> Any:
+    return None if ns is None else to_datetime(ns)
 
 
-def _files(rec: Recording) -> Result:
-    columns = ["path", "host", "recording_id", "sequence", "start_time", "end_time", "events"]
-    columns += ["lost", "probe", "stacks"]
-    table = files_table(rec).select(columns)
-    return Result(columns, [tuple(r.values()) for r in table.to_pylist()], "files")
-
-
-def _sampling(period: int) -> str:
-    return f" (1 in {period} sampled)" if period > 1 else ""
-
-
-def _size(path: Any) -> int | None:
+def _size(path: Path) -> int | None:
     try:
         return path.stat().st_size
     except OSError:

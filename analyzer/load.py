@@ -1,4 +1,5 @@
-"""From recording paths and filters to a ready, sealed DuckDB connection (CLI, diff, pages)."""
+"""From recording paths and filters to a ready, sealed DuckDB connection (CLI, pages); diff
+puts two recordings on one connection with `database.connect` itself."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.storage import Prune, hosts_in_where
 from sockopt_trace.analyzer.timespec import is_offset, parse_time_bound
-from sockopt_trace.analyzer.views import ViewNames
 
 Specs = Sequence[str | Path]
 
@@ -38,35 +38,6 @@ def load(
         allow_external=allow_external,
     )
     return loaded
-
-
-def load_pair(
-    base: Specs,
-    new: Specs,
-    filters: Filters = Filters(),
-    *,
-    skip_bad: bool = False,
-    allow_external: bool = False,
-    threads: int | None = None,
-    setup: Sequence[Setup] = (),
-) -> tuple[Loaded, Loaded]:
-    """Two recordings on one connection, as `base_events`/`base_files`/... and `new_...`."""
-    sources = [
-        Source(
-            open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters)),
-            filters,
-            ViewNames(f"{side}_"),
-        )
-        for side, specs in (("base", base), ("new", new))
-    ]
-    b, n = connect(
-        sources,
-        skip_bad=skip_bad,
-        threads=threads,
-        setup=setup,
-        allow_external=allow_external,
-    )
-    return b, n
 
 
 def prune_for(filters: Filters) -> Prune:

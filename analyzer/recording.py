@@ -57,6 +57,7 @@ class Recording:
     files: tuple[RecordingFile, ...]
     partial: tuple[FilePath, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
+    ignored: tuple[Path, ...] = ()  # files a glob matched that are not Parquet (README.md)
 
     @property
     def events(self) -> int:
@@ -100,7 +101,7 @@ class Recording:
         if not files:
             problems = "; ".join(f"{s.path}: {s.problem}" for s in skipped[:3])
             raise UserError(f"no readable recording files: {problems}")
-        return Recording(files, self.partial, skipped)
+        return Recording(files, self.partial, skipped, self.ignored)
 
     def notices(self) -> list[str]:
         """One line each about what the reader should know: lost events, files left out."""
@@ -115,6 +116,12 @@ class Recording:
             lines.append(
                 f"ignored {_count(len(self.partial), 'partial file')} (still being written, "
                 f"or the recorder was killed): {_names(self.partial)}"
+            )
+        if self.ignored:
+            lines.append(
+                f"ignored {_count(len(self.ignored), 'file')} that the pattern matched but that "
+                f"{'is' if len(self.ignored) == 1 else 'are'} not *{schema.FILE_SUFFIX}: "
+                f"{_names(self.ignored)}"
             )
         if self.skipped:
             shown = "; ".join(f"{s.path}: {s.problem}" for s in self.skipped[:3])
@@ -135,7 +142,12 @@ def open_recording(
     """
     if not specs:
         raise UserError("no recording given: name a recording directory, file or glob")
-    candidates, partial = find_files(specs)
+    candidates, partial, ignored = find_files(specs)
+    if not candidates:
+        raise UserError(
+            f"{' '.join(map(str, specs))}: no recording files (*{schema.FILE_SUFFIX}) among the "
+            f"files matched ({_names(ignored)})"
+        )
     if prune is not None:
         candidates = [p for p in candidates if prune.keeps(str(p))]
         if not candidates:
@@ -147,24 +159,36 @@ def open_recording(
             good.append(read_file(path))
         except BadFile as err:
             bad.append(SkippedFile(path, str(err)))
-    return Recording(tuple(good), tuple(partial)).leave_out(bad, skip_bad=skip_bad)
+    return Recording(tuple(good), tuple(partial), (), tuple(ignored)).leave_out(
+        bad, skip_bad=skip_bad
+    )
 
 
-def find_files(specs: Iterable[str | Path]) -> tuple[list[FilePath], list[FilePath]]:
-    """(files to read, partial files seen), each without duplicates, in a stable order."""
+def find_files(
+    specs: Iterable[str | Path],
+) -> tuple[list[FilePath], list[FilePath], list[Path]]:
+    """(files to read, partial files seen, files a glob matched that are not recording files),
+    each without duplicates, in a stable order. A file named on its own is read whatever its
+    name (and fails in one line if it is not a recording)."""
     found: dict[FilePath, None] = {}
     partial: dict[FilePath, None] = {}
+    ignored: dict[Path, None] = {}
     for spec in specs:
         if isinstance(spec, str) and storage.is_url(spec):
             files, part = _scan_prefix(storage.parse_url(spec))
             found.update(dict.fromkeys(files))
             partial.update(dict.fromkeys(part))
             continue
+        matched = glob.has_magic(str(spec)) and not Path(spec).exists()
         for path in _expand(str(spec)):
             if path.is_dir():
                 files, part = _scan_dir(path)
                 found.update(dict.fromkeys(files))
                 partial.update(dict.fromkeys(part))
+            elif matched and path.name.endswith(schema.PARTIAL_SUFFIX):
+                partial[path] = None
+            elif matched and not path.name.endswith(schema.FILE_SUFFIX):
+                ignored[path] = None
             elif path.name.endswith(schema.PARTIAL_SUFFIX):
                 raise UserError(
                     f"{path}: a partial file (still being written, or its recorder was killed): "
@@ -173,7 +197,7 @@ def find_files(specs: Iterable[str | Path]) -> tuple[list[FilePath], list[FilePa
                 )
             else:
                 found[path] = None
-    return list(found), list(partial)
+    return list(found), list(partial), list(ignored)
 
 
 def _expand(spec: str) -> list[Path]:

@@ -19,9 +19,9 @@ from sockopt_trace.analyzer.diff.model import (
     Change,
     DiffResult,
     GroupDiff,
-    stacks_setting,
 )
 from sockopt_trace.analyzer.render import Result, human
+from sockopt_trace.analyzer.summary import summarize, total
 
 SIGNIFICANT = " *"  # marks in the human tables
 NOISE = " ?"
@@ -87,10 +87,12 @@ def machine_sections(result: DiffResult, top: int | None = None) -> list[Result]
 # -- human output: table and markdown ---------------------------------------------------------
 
 
-def sections(result: DiffResult, top: int | None = 20, *, warnings: bool = True) -> list[Result]:
+def sections(
+    result: DiffResult, top: int | None = 20, *, warnings: bool = True, explain: bool = False
+) -> list[Result]:
     """The recordings, warnings and limits, the host's shift, groups in both by impact
     ("before → after change", * significant, ? within run-to-run noise), groups and call
-    sites in one recording only, and the method."""
+    sites in one recording only, and with `explain` the method (json always has it)."""
     both = result.both
     shown = [g for i, g in enumerate(both) if not top or i < top or g.significant]
     flagged = sum(1 for g in both if g.significant)
@@ -121,7 +123,7 @@ def sections(result: DiffResult, top: int | None = 20, *, warnings: bool = True)
     out.append(Result(columns, rows, title))
     for status in ("new", "vanished"):
         out += one_sided(result, status, top)
-    return [*out, method(result)]
+    return [*out, method(result)] if explain else out
 
 
 def limits(result: DiffResult) -> list[str]:
@@ -188,12 +190,13 @@ def one_sided(result: DiffResult, status: str, top: int | None) -> list[Result]:
 
 
 def recordings(result: DiffResult) -> Result:
-    """One row per side: what was compared (files, recordings, hosts, span, calls, settings)."""
-    columns = ["side", "recording", "recordings", "hosts", "span_s", "calls", "calls_per_s"]
-    columns += ["time_us_per_s", "lost", "probe", "stacks"]
+    """One row per side: what was compared (files, recordings, hosts, recording span (summed
+    over its recordings, as `summary` and `info` show it), calls, settings)."""
+    columns = ["side", "recording", "recordings", "hosts", "recording_span_s", "calls"]
+    columns += ["calls_per_s", "time_us_per_s", "lost", "probe", "stacks"]
     rows = []
     for i, side in enumerate((result.base, result.new)):
-        metas = [f.meta for f in side.recording.files]
+        facts = total(summarize(side.recording))
         calls = sum(g.calls[i] for g in result.groups)
         rate = sum((g.rate.base, g.rate.new)[i] or 0.0 for g in result.groups)
         time_us = sum((g.time.base, g.time.new)[i] or 0.0 for g in result.groups)
@@ -202,14 +205,14 @@ def recordings(result: DiffResult) -> Result:
                 side.name,
                 " ".join(side.specs),
                 len(side.replicates),
-                ", ".join(side.recording.hosts),
-                side.wall_seconds,
+                ", ".join(facts.hosts),
+                side.seconds,
                 calls,
                 rate,
                 time_us,
-                side.recording.lost_total,
-                ", ".join(sorted({m.probe for m in metas})),
-                ", ".join(sorted({stacks_setting(m.stacks, m.stack_sample_period) for m in metas})),
+                facts.lost_total,
+                ", ".join(facts.probes),
+                ", ".join(facts.stacks),
             )
         )
     return Result(columns, rows, "recordings")

@@ -7,7 +7,11 @@ Header (leading `--` lines, `key: value`):
     -- param: top (int, default 20): groups to show  (repeatable; types: int, float, str,
                                                       duration, or choices a|b|c)
     -- columns: <by>, calls, mean_ns, ...
-    -- layout: record                                 (optional: one row, shown as field/value)
+    -- layout: record                                 (optional: one row, shown as field/value;
+                                                      histogram: a bar per row of `calls`)
+    -- keep: latency_ns, comm                         (optional: never left out on a terminal;
+                                                      default: the --by columns, or the first)
+    -- drop: p999_ns, mean_ns                         (optional: left out first to fit one)
 
 Nothing the user types is pasted into a report's SQL: parameter values are bound as DuckDB
 `$name` parameters (durations as integer nanoseconds), and grouping dimensions are looked up in
@@ -16,14 +20,17 @@ expanded last (see `templates`). A report with `by` groups by the raw columns an
 in its result rows, through four placeholders replaced as text:
 - `{keys}`: the raw columns to select and group by (`comm, level, optname`; --by optname groups
   by level and optname, since an option number means something only within its level);
-- `{labels}`: the select list that names them (`comm, level_label(level) AS level, ...`);
-- `{names}`: the dimensions' names, the columns that `{labels}` produces (`comm, level, ...`);
+- `{labels}`: the select list that names them (`comm, level_label(level) AS level, ...`; for
+  the command line's reports the raw number too: `level, level_label(level) AS level_name`,
+  so that csv and json carry both, and tables show the name);
+- `{names}`: the columns that name the dimensions (`comm, level, ...`, or `level_name`);
 - `{weight}`: `1`, or `stack_weight` when grouping by stack, so that sampled stacks count for
   the calls they stand for (rows without a stack then have a NULL weight and are left out).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.resources
 import re
@@ -43,7 +50,9 @@ from sockopt_trace.units import parse_duration
 if TYPE_CHECKING:
     from sockopt_trace.analyzer.spark import SparkConnection
 
-HEADER_KEYS = ("name", "answers", "by", "param", "columns", "layout")
+ALL = 2**62  # LIMIT for "all rows" (--top 0)
+HEADER_KEYS = ("name", "answers", "by", "param", "columns", "layout", "keep", "drop")
+LAYOUTS = ("table", "record", "histogram")
 PLACEHOLDERS = ("{keys}", "{labels}", "{names}", "{weight}")
 _FIELD = re.compile(r"--\s*([a-z_]+):\s*(.*)")
 _PARAM = re.compile(r"([a-z_][a-z0-9_]*)\s*\(\s*([a-z|_]+)\s*,\s*default\s+([^)]*)\)\s*:\s*(.+)")
@@ -81,7 +90,13 @@ class Report:
     sql: str
     params: tuple[Param, ...] = ()
     by: tuple[str, ...] | None = None  # default dimensions; None: the report takes no --by
-    record: bool = False  # one row of facts (layout: record)
+    layout: str = "table"  # or record (one row of facts), histogram (bars of calls)
+    keep: tuple[str, ...] = ()  # columns never left out to fit a terminal
+    drop: tuple[str, ...] = ()  # columns left out first to fit one
+
+    @property
+    def record(self) -> bool:
+        return self.layout == "record"
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -118,8 +133,9 @@ def parse_report(text: str, source: str) -> Report:
         if unknown or not by:
             raise ValueError(f"{source}: bad default dimensions {fields['by'][0]!r}")
     layout = fields.get("layout", ["table"])
-    if layout not in (["table"], ["record"]):
-        raise ValueError(f"{source}: layout must be table or record, not {layout}")
+    if len(layout) != 1 or layout[0] not in LAYOUTS:
+        raise ValueError(f"{source}: layout must be one of {', '.join(LAYOUTS)}, not {layout}")
+    keep, drop = (_names(fields.get(key, [])) for key in ("keep", "drop"))
     return Report(
         fields["name"][0],
         fields["answers"][0],
@@ -127,8 +143,14 @@ def parse_report(text: str, source: str) -> Report:
         text,
         tuple(params),
         by,
-        layout == ["record"],
+        layout[0],
+        keep,
+        drop,
     )
+
+
+def _names(lines: list[str]) -> tuple[str, ...]:
+    return tuple(n.strip() for line in lines for n in line.split(",") if n.strip())
 
 
 @functools.cache
@@ -154,7 +176,9 @@ def load_reports() -> dict[str, Report]:
 def get_report(name: str) -> Report:
     reports = load_reports()
     if name not in reports:
-        raise UserError(f"unknown report '{name}': choose from {', '.join(reports)}")
+        close = difflib.get_close_matches(name, reports, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UserError(f"unknown report '{name}': {hint}choose from {', '.join(reports)}")
     return reports[name]
 
 
@@ -163,11 +187,17 @@ def prepare(
     *,
     by: Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
+    raw: bool = False,
 ) -> tuple[str, dict[str, Any]]:
-    """(SQL with the dimensions in, bound parameter values) for one run of `report`."""
+    """(SQL with the dimensions in, bound parameter values) for one run of `report`; `raw`:
+    decoded dimensions come as their numbers plus `<dimension>_name`."""
     values = {p.name: p.parse(p.default) for p in report.params}
     for name, value in (params or {}).items():
         values[name] = report.param(name).parse(value)
+    if "top" in values:  # -n/--top: how many, 0 for all, in every command
+        if values["top"] < 0:
+            raise UserError(f"bad --top {values['top']}: 0 (all) or more")
+        values["top"] = values["top"] or ALL
     sql = report.sql
     if report.by is None:
         if by:
@@ -175,12 +205,30 @@ def prepare(
         return expand(sql), values
     dims = parse_by(by) if by else list(report.by)
     keys = dict.fromkeys(k for d in dims for k in DIMENSIONS[d].keys)
-    labels = (d if DIMENSIONS[d].label == d else f"{DIMENSIONS[d].label} AS {d}" for d in dims)
-    texts = (", ".join(keys), ", ".join(labels), ", ".join(dims))
+    texts = (", ".join(keys), ", ".join(_labels(dims, raw)), ", ".join(label_columns(dims, raw)))
     weight = "stack_weight" if "stack" in dims else "1"
     for placeholder, text in zip(PLACEHOLDERS, (*texts, weight), strict=True):
         sql = sql.replace(placeholder, text)
     return expand(sql), values
+
+
+def _labels(dims: Sequence[str], raw: bool) -> list[str]:
+    out: list[str] = []
+    for d in dims:
+        dim = DIMENSIONS[d]
+        if dim.label == d:
+            out.append(d)
+        elif raw:
+            out += [k for k in dim.keys if k not in out]
+            out.append(f"{dim.label} AS {d}_name")
+        else:
+            out.append(f"{dim.label} AS {d}")
+    return out
+
+
+def label_columns(dims: Sequence[str], raw: bool = False) -> list[str]:
+    """The result columns that name each dimension (`level`, or `level_name` when `raw`)."""
+    return [f"{d}_name" if raw and DIMENSIONS[d].label != d else d for d in dims]
 
 
 def run_report(
@@ -189,17 +237,37 @@ def run_report(
     *,
     by: Sequence[str] | None = None,
     params: Mapping[str, Any] | None = None,
+    raw: bool = False,
 ) -> Result:
     """Run a canned report over the `events`/`files` views of `con` (DuckDB, or Spark).
 
-    The rows are fetched (reports are small: top N groups, or one row per interval), so the
-    connection is free for the next query, e.g. the other side of a diff.
+    `raw`: the numbers of decoded columns too (`level` beside `level_name`), for csv and json;
+    tables show the names under the plain header. The rows are fetched (reports are small: top
+    N groups, or one row per interval), so the connection is free for the next query, e.g. the
+    other side of a diff.
     """
     report = get_report(name)
-    sql, values = prepare(report, by=by, params=params)
+    sql, values = prepare(report, by=by, params=params, raw=raw)
     if isinstance(con, duckdb.DuckDBPyConnection):
         cursor: Any = execute(con, sql, values)
     else:
         cursor = con.execute(sql, values)
     columns = [d[0] for d in cursor.description]
-    return Result(columns, cursor.fetchall(), report.name, record=report.record)
+    dims = (parse_by(by) if by else list(report.by)) if report.by is not None else []
+    named = [c[: -len("_name")] for c in columns if c.endswith("_name") and c != "_name"]
+    raw_keys = (
+        {k for d in dims if DIMENSIONS[d].label != d for k in DIMENSIONS[d].keys} if raw else set()
+    )
+    hidden = [c for c in columns if c in raw_keys or c in named]
+    keep = report.keep or tuple(label_columns(dims, raw)) or None
+    return Result(
+        columns,
+        cursor.fetchall(),
+        report.name,
+        record=report.record,
+        hidden=tuple(hidden),
+        headers={f"{n}_name": n for n in named if f"{n}_name" in columns},
+        keep=keep,
+        drop=report.drop,
+        bars=("calls", tuple(label_columns(dims, raw))) if report.layout == "histogram" else None,
+    )

@@ -36,7 +36,6 @@ import pyarrow as pa
 from sockopt_trace import schema
 from sockopt_trace.analyzer import names, storage
 from sockopt_trace.analyzer.filters import Filters, Window
-from sockopt_trace.analyzer.info import files_table
 from sockopt_trace.analyzer.recording import (
     SKIP_HINT,
     Recording,
@@ -46,6 +45,7 @@ from sockopt_trace.analyzer.recording import (
 )
 from sockopt_trace.analyzer.span import RecordingSpan, recording_spans
 from sockopt_trace.analyzer.storage import ObjectPath
+from sockopt_trace.analyzer.summary import files_table
 from sockopt_trace.errors import UserError
 
 
@@ -179,6 +179,7 @@ def recordings_table(spans: Mapping[str, RecordingSpan]) -> pa.Table:
             "host": [s.host for s in rows],
             "start_ns": pa.array([s.start_ns for s in rows], pa.int64()),
             "end_ns": pa.array([s.end_ns for s in rows], pa.int64()),
+            "span_ns": pa.array([s.covered_ns for s in rows], pa.int64()),
             "recording_span_s": pa.array([s.seconds for s in rows], pa.float64()),
         }
     )

@@ -1,9 +1,10 @@
 -- name: callsites
 -- answers: which code calls getsockopt most, and where does the time go? (--by stack for full stacks, scaled when sampled)
 -- by: callsite
--- param: top (int, default 20): call sites to show
+-- param: top (int, default 20): call sites to show (0: all)
 -- param: sort (calls|time, default calls): rank by number of calls or by total time
 -- columns: <by>, calls, calls_pct, total_ns, time_pct, mean_ns, p99_ns, processes
+-- drop: total_ns, processes, mean_ns, time_pct
 -- Calls, time and p99 come from rows counted per (group, latency) (percentiles:
 -- queries/lib/percentiles.sql); processes from distinct (group, host, pid). The two are put
 -- together by a UNION and a GROUP BY, not a join, which would drop groups with NULL keys.

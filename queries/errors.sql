@@ -1,8 +1,9 @@
 -- name: errors
 -- answers: which calls fail, with which errno, on which option, in which process and call site?
 -- by: errno, level, optname, comm
--- param: top (int, default 20): groups to show
+-- param: top (int, default 20): groups to show (0: all)
 -- columns: <by>, errors, calls, error_pct, errors_share_pct, first_time, last_time, mean_ns
+-- drop: last_time, first_time, mean_ns, errors_share_pct
 WITH grouped AS (
     SELECT {keys}, {weight} AS weight, ret, ts_ns, latency_ns
     FROM events

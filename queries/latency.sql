@@ -1,8 +1,9 @@
 -- name: latency
 -- answers: how slow are getsockopt calls, per group? exact percentiles, busiest groups first
 -- by: comm, level, optname
--- param: top (int, default 20): groups to show
+-- param: top (int, default 20): groups to show (0: all)
 -- columns: <by>, calls, mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns
+-- drop: p999_ns, mean_ns, p90_ns, max_ns
 -- One scan into rows per (group, latency): as many as distinct latencies, not calls; every
 -- column below comes from those counts (percentiles: queries/lib/percentiles.sql).
 WITH counts AS (

@@ -1,8 +1,9 @@
 -- name: peers
 -- answers: which remote endpoints are the calls about? calls, time, errors and the top option per peer (inet: address:port; Unix: the peer's path; empty: no peer)
 -- by: peer
--- param: top (int, default 20): groups to show
+-- param: top (int, default 20): groups to show (0: all)
 -- columns: <by>, calls, calls_pct, total_ns, time_pct, mean_ns, errors, error_pct, options, top_option, top_option_pct
+-- drop: total_ns, options, top_option_pct, mean_ns, time_pct, error_pct
 WITH grouped AS (
     SELECT {keys}, {weight} AS weight, latency_ns, ret,
         level AS opt_level, optname AS opt_name

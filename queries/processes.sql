@@ -1,31 +1,26 @@
 -- name: processes
 -- answers: which processes (or threads, --by tid,comm) call getsockopt, how often and how slowly?
 -- by: host, pid, comm
--- param: top (int, default 20): processes to show
+-- param: top (int, default 20): processes to show (0: all)
 -- columns: <by>, calls, calls_per_s, errors, options, mean_ns, p99_ns, max_ns, first_time, last_time
-WITH spans AS (
-    -- calls_per_s: calls over the recorded time of the recordings the process appears in (a
-    -- recording's span from its files' metadata), so that reading several recordings together
-    -- does not divide one recording's calls by the others' time; spans are summed as integers,
-    -- so that the result does not depend on the order of the sum
-    SELECT recording_id, max(end_ns) - min(start_ns) AS span_ns
-    FROM files
-    GROUP BY recording_id
-),
-grouped AS (
+-- drop: last_time, first_time, options, mean_ns, max_ns
+-- calls_per_s (analyzer/span.py): each recording's calls over its own recording span, summed over
+-- the recordings; each term is rounded to a millionth of a call per second and the terms are
+-- summed as integers, so that the sum does not depend on its order (DuckDB and Spark agree).
+WITH grouped AS (
     SELECT {keys}, {weight} AS weight, latency_ns, ret, ts_ns, recording_id,
         row(level, optname) AS option
     FROM events
 ),
 per_recording AS (
-    SELECT {keys}, g.recording_id, sum(weight) AS calls, max(s.span_ns) AS span_ns
+    SELECT {keys}, g.recording_id, sum(weight) AS calls, max(r.recording_span_s) AS seconds
     FROM grouped AS g
-    JOIN spans AS s ON s.recording_id = g.recording_id
+    JOIN recordings AS r ON r.recording_id = g.recording_id
     WHERE weight IS NOT NULL
     GROUP BY {keys}, g.recording_id
 ),
 rates AS (
-    SELECT {keys}, sum(calls) / nullif(sum(span_ns) / 1e9, 0) AS calls_per_s
+    SELECT {keys}, sum(CAST(round(1e6 * calls / seconds) AS BIGINT)) / 1e6 AS calls_per_s
     FROM per_recording
     GROUP BY {keys}
 ),

@@ -1,16 +1,30 @@
 -- name: summary
--- answers: what is in this recording? events, time span, rate, lost events, hosts, processes, top option and process, error share
+-- answers: what is in this recording? calls, recording span, rate, lost events, hosts, processes, top option and process, error share
 -- layout: record
--- columns: events, hosts, processes, threads, first_time, last_time, span_s, calls_per_s, lost, lost_pct, errors, error_pct, options, top_option, top_option_pct, top_comm, top_comm_pct
+-- columns: events, recordings, hosts, processes, threads, recording_start, recording_end, recording_span_s, first_call, last_call, calls_span_s, calls_per_s, lost, lost_pct, errors, error_pct, options, top_option, top_option_pct, top_comm, top_comm_pct
 -- One scan of events into a small per-thread, per-option table; everything else reads that.
+-- Spans and rate (analyzer/span.py): recording_span_s runs from the recorder attaching to it
+-- stopping, within --since/--until (the `recordings` table; summed over several recordings);
+-- calls_span_s from the first call to the last, for information; calls_per_s is each
+-- recording's calls over its own recording span, summed over the recordings (each term rounded
+-- to a millionth of a call per second and the terms summed as integers, so that the sum does
+-- not depend on its order: DuckDB and Spark agree).
 WITH per_thread AS (
-    SELECT host, pid, tid, comm, level, optname,
+    SELECT host, pid, tid, comm, level, optname, recording_id,
         count(*) AS calls,
         sum(CASE WHEN ret < 0 THEN 1 ELSE 0 END) AS errors,
         min(ts_ns) AS first_ns,
         max(ts_ns) AS last_ns
     FROM events
-    GROUP BY host, pid, tid, comm, level, optname
+    GROUP BY host, pid, tid, comm, level, optname, recording_id
+),
+per_recording AS (
+    SELECT recording_id, sum(calls) AS calls FROM per_thread GROUP BY recording_id
+),
+rate AS (
+    SELECT sum(CAST(round(1e6 * p.calls / r.recording_span_s) AS BIGINT)) / 1e6 AS calls_per_s
+    FROM per_recording AS p
+    JOIN recordings AS r ON r.recording_id = p.recording_id
 ),
 totals AS (
     SELECT sum(calls) AS events,
@@ -19,6 +33,13 @@ totals AS (
         min(first_ns) AS first_ns,
         max(last_ns) AS last_ns
     FROM per_thread
+),
+spans AS (
+    SELECT count(*) AS recordings,
+        min(start_ns) AS start_ns,
+        max(end_ns) AS end_ns,
+        sum(span_ns) / 1e9 AS recording_span_s
+    FROM recordings
 ),
 processes AS (
     SELECT count(*) AS processes FROM (SELECT DISTINCT host, pid FROM per_thread) p
@@ -44,14 +65,18 @@ lost AS (
     SELECT sum(lost) AS lost FROM files
 )
 SELECT
-    t.events,
+    coalesce(t.events, 0) AS events,
+    s.recordings,
     t.hosts,
     p.processes,
     th.threads,
-    ns_to_time(t.first_ns) AS first_time,
-    ns_to_time(t.last_ns) AS last_time,
-    (t.last_ns - t.first_ns) / 1e9 AS span_s,
-    t.events / nullif((t.last_ns - t.first_ns) / 1e9, 0) AS calls_per_s,
+    ns_to_time(s.start_ns) AS recording_start,
+    ns_to_time(s.end_ns) AS recording_end,
+    s.recording_span_s,
+    ns_to_time(t.first_ns) AS first_call,
+    ns_to_time(t.last_ns) AS last_call,
+    (t.last_ns - t.first_ns) / 1e9 AS calls_span_s,
+    coalesce(r.calls_per_s, 0) AS calls_per_s,
     l.lost,
     100.0 * l.lost / nullif(t.events + l.lost, 0) AS lost_pct,
     t.errors,
@@ -62,6 +87,8 @@ SELECT
     c.comm AS top_comm,
     100.0 * c.calls / nullif(t.events, 0) AS top_comm_pct
 FROM totals t
+CROSS JOIN rate r
+CROSS JOIN spans s
 CROSS JOIN processes p
 CROSS JOIN threads th
 CROSS JOIN lost l

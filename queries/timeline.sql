@@ -2,8 +2,27 @@
 -- answers: how do the call rate and latency change over time? (find bursts; intervals without calls are left out)
 -- param: interval (duration, default 1s): width of each interval
 -- columns: time, calls, calls_per_s, errors, mean_ns, p99_ns, max_ns
+-- drop: max_ns, mean_ns
 -- One scan into rows per (interval, latency); p99 from their counts (queries/lib/percentiles.sql).
-WITH counts AS (
+-- calls_per_s (analyzer/span.py): each recording's calls in the interval over the part of the
+-- interval its recording span covers (the first and last intervals are partly outside it),
+-- summed; each term rounded to a millionth of a call per second and summed as an integer, so
+-- that the sum does not depend on its order (DuckDB and Spark agree).
+WITH per_recording AS (
+    SELECT ts_ns - ts_ns % $interval AS bucket_ns, recording_id, count(*) AS calls
+    FROM events
+    GROUP BY ts_ns - ts_ns % $interval, recording_id
+),
+rates AS (
+    SELECT p.bucket_ns,
+        sum(CAST(round(1e6 * p.calls / (nullif(
+            least(p.bucket_ns + $interval, r.end_ns) - greatest(p.bucket_ns, r.start_ns), 0
+        ) / 1e9)) AS BIGINT)) / 1e6 AS calls_per_s
+    FROM per_recording AS p
+    JOIN recordings AS r ON r.recording_id = p.recording_id
+    GROUP BY p.bucket_ns
+),
+counts AS (
     SELECT ts_ns - ts_ns % $interval AS bucket_ns, latency_ns,
         count(*) AS n,
         sum(CASE WHEN ret < 0 THEN 1 ELSE 0 END) AS errors
@@ -24,10 +43,11 @@ agg AS (
     FROM ranked
     GROUP BY bucket_ns
 )
-SELECT ns_to_time(bucket_ns) AS time, calls,
-    calls / ($interval / 1e9) AS calls_per_s,
+SELECT ns_to_time(agg.bucket_ns) AS time, calls,
+    rates.calls_per_s,
     errors, mean_ns,
     p99_ns,
     max_ns
 FROM agg
-ORDER BY bucket_ns
+JOIN rates ON rates.bucket_ns = agg.bucket_ns
+ORDER BY agg.bucket_ns

@@ -1,8 +1,9 @@
 -- name: values
 -- answers: what do successful calls return? each option's values (which SO_ERROR errnos, which buffer sizes) and TCP_INFO's rtt, retransmissions and delivery rate, per group (--by peer: per remote endpoint)
 -- by: value
--- param: top (int, default 20): groups to show
+-- param: top (int, default 20): groups to show (0: all)
 -- columns: <by>, option, calls, option_pct, value_p50, value_p99, rtt_p50_us, rtt_p90_us, rtt_p99_us, rttvar_p50_us, total_retrans_max, lost_max, delivery_rate_p50
+-- drop: rttvar_p50_us, lost_max, delivery_rate_p50, rtt_p90_us, option_pct, value_p99
 WITH grouped AS (
     SELECT {keys}, {weight} AS weight, level AS opt_level, optname AS opt_name,
         value, tcpi_rtt_us, tcpi_rttvar_us, tcpi_total_retrans, tcpi_lost, tcpi_delivery_rate

@@ -41,13 +41,13 @@ from sockopt_trace.analyzer.diff.model import (
     DiffResult,
     Replicate,
     Side,
-    stacks_setting,
 )
 from sockopt_trace.analyzer.dimensions import parse_by
 from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.recording import Recording, open_recording
 from sockopt_trace.analyzer.reports import Report, load_queries, prepare
 from sockopt_trace.analyzer.span import wall_clock_ns
+from sockopt_trace.analyzer.summary import stacks_setting
 from sockopt_trace.analyzer.views import ViewNames
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata
@@ -277,7 +277,7 @@ def settings_warnings(base: Recording, new: Recording, dims: Sequence[str]) -> l
         "kernels": lambda m: m.kernel,
         "recorder versions": lambda m: m.recorder_version,
         "filters": _filters,
-        "stack settings": lambda m: stacks_setting(m.stacks, m.stack_sample_period),
+        "stack settings": stacks_setting,
     }
     for what, get in settings.items():
         values = [sorted({get(f.meta) for f in rec.files}) for rec in (base, new)]

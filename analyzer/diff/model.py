@@ -160,8 +160,3 @@ class DiffResult:
     def both(self) -> list[GroupDiff]:
         """The groups found in both recordings, the largest |impact| first."""
         return [g for g in self.groups if g.status == "both"]
-
-
-def stacks_setting(mode: str, period: int) -> str:
-    """A recording's stack setting as compared and shown: 'full (1 in 4)', 'callsite', 'off'."""
-    return f"{mode} (1 in {period})" if mode == "full" and period > 1 else mode

@@ -6,7 +6,8 @@
 Charts are drawn by plotly.js, which the `plotly` Python package ships and which is inlined in
 the page with the figures' data (an optional dependency: `pip install 'sockopt-trace[html]'`);
 the page needs no network to open. All aggregation happens in DuckDB (`data`), so the page's
-size does not grow with the number of events: about 5 MB, nearly all of it plotly.js.
+size does not grow with the number of events: about 5 MB, nearly all of it plotly.js, or a few
+hundred kB when the page loads plotly.js from a file beside it or the CDN (`plotlyjs`).
 """
 
 from __future__ import annotations
@@ -19,19 +20,10 @@ from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.htmlreport.data import DEFAULT_BY, SideData, gather
 from sockopt_trace.analyzer.htmlreport.difftable import diff_table_html
 from sockopt_trace.analyzer.htmlreport.page import diff_page, report_page
+from sockopt_trace.analyzer.htmlreport.plotlyjs import INSTALL_HINT, PlotlyJs, choose, plotly_js
 from sockopt_trace.analyzer.load import load
+from sockopt_trace.analyzer.reports import ALL
 from sockopt_trace.errors import UserError
-
-INSTALL_HINT = "pip install 'sockopt-trace[html]'"
-
-
-def plotly_js() -> tuple[str, str]:
-    """(plotly.js source, its version), or a UserError saying how to install it."""
-    try:
-        from plotly.offline import get_plotlyjs, get_plotlyjs_version
-    except ImportError:
-        raise UserError(f"the html report needs the plotly package: {INSTALL_HINT}") from None
-    return get_plotlyjs(), get_plotlyjs_version()
 
 
 def _side(
@@ -57,12 +49,15 @@ def report_html(
     top: int = 8,
     skip_bad: bool = False,
     allow_external: bool = False,
+    plotly: PlotlyJs | None = None,
 ) -> str:
-    """The report page of one recording (files, directories or globs read together)."""
-    js, version = plotly_js()
+    """The report page of one recording (files, directories or globs read together); plotly.js
+    inlined unless `plotly` says otherwise (`plotlyjs.choose`)."""
+    plotly = plotly or choose("inline", Path("."))
     dims = parse_by(by) if by else list(DEFAULT_BY)
+    top = _top(top)
     side = _side(specs, filters, dims, top, skip_bad, allow_external)
-    return report_page(side).render(js, version)
+    return report_page(side).render(plotly)
 
 
 def diff_html(
@@ -74,13 +69,15 @@ def diff_html(
     top: int = 6,
     skip_bad: bool = False,
     allow_external: bool = False,
+    plotly: PlotlyJs | None = None,
 ) -> str:
     """The page comparing recording `new` with recording `base`: the diff library's table
     (with its tests), then both recordings' distributions, timelines and stacks."""
     from sockopt_trace.analyzer.diff import diff
 
-    js, version = plotly_js()
+    plotly = plotly or choose("inline", Path("."))
     dims = parse_by(by) if by else list(DEFAULT_BY)
+    top = _top(top)
     result = diff(
         base,
         new,
@@ -90,10 +87,15 @@ def diff_html(
         allow_external=allow_external,
     )
     sides = [_side(s, filters, dims, top, skip_bad, allow_external) for s in (base, new)]
-    # Rates on the page over the same spans as the diff's (the union of each one's files).
-    sides[0].covered_seconds, sides[1].covered_seconds = result.base.seconds, result.new.seconds
-    page = diff_page(*sides, diff_table_html(result), top=top)
-    return page.render(js, version)
+    page = diff_page(sides[0], sides[1], diff_table_html(result), top=top)
+    return page.render(plotly)
 
 
-__all__ = ["INSTALL_HINT", "Filters", "diff_html", "plotly_js", "report_html"]
+def _top(top: int) -> int:
+    """--top: groups to draw, 0 for all (as in every command)."""
+    if top < 0:
+        raise UserError(f"bad --top {top}: 0 (all) or more")
+    return top or ALL
+
+
+__all__ = ["INSTALL_HINT", "Filters", "PlotlyJs", "choose", "diff_html", "plotly_js", "report_html"]

@@ -8,7 +8,6 @@ line agree on every number.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from sockopt_trace.analyzer.database import Loaded, execute
 from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.reports import load_queries, prepare, run_report
 from sockopt_trace.analyzer.stacks import StackSource, folded_stacks, stack_source
+from sockopt_trace.analyzer.summary import RecordingSummary, summarize, total
 from sockopt_trace.analyzer.timespec import to_ns
 
 DEFAULT_BY = ("comm", "level", "optname")
@@ -49,6 +49,7 @@ class Timeline:
     interval_ns: int
     start_ns: int  # of the first bucket
     calls: list[int]  # one value per bucket, from start_ns
+    calls_per_s: list[float]  # over the part of each bucket the recording span covers
     errors: list[int]
     p99_ns: list[float | None]
     mean_ns: list[float | None]
@@ -62,7 +63,8 @@ class SideData:
     loaded: Loaded
     by: tuple[str, ...]
     summary: dict[str, Any]
-    facts: dict[str, Any]
+    facts: RecordingSummary  # the recordings' metadata, pooled
+    notices: list[str]  # lost events, files left out: one line each
     overall: Distribution
     groups: list[Distribution]
     latency: Any  # render.Result: the latency report's rows
@@ -73,7 +75,6 @@ class SideData:
     error_matrix: Any  # render.Result: errors by errno and option
     callsites: Any
     processes: Any
-    covered_seconds: float | None = None  # set by the diff page: the diff library's span
 
     @property
     def filters(self) -> Filters:
@@ -89,10 +90,15 @@ class SideData:
 
     @property
     def seconds(self) -> float:
-        """The span the recording covers after --since/--until (for rates)."""
-        if self.covered_seconds:
-            return self.covered_seconds
-        return max(self.end_ns - self.start_ns, 1_000_000) / 1e9
+        """The recording span after --since/--until (summed over recordings; `span`)."""
+        return sum(s.seconds for s in self.loaded.spans.values())
+
+    @property
+    def exposure(self) -> float:
+        """Seconds that turn calls into the summed per-recording rate (the span itself for one
+        recording): what the differential flame graph divides by."""
+        calls, rate = self.summary.get("events") or 0, self.summary.get("calls_per_s") or 0
+        return calls / rate if calls and rate else max(self.seconds, 1e-3)
 
 
 def window(loaded: Loaded) -> tuple[int, int]:
@@ -129,6 +135,7 @@ def gather(
         by=by,
         summary=summary,
         facts=recording_facts(loaded),
+        notices=loaded.recording.notices(),
         overall=overall_distribution(loaded, groups_by_host=histograms(loaded, ("host",), 10**6)),
         groups=groups,
         latency=latency,
@@ -199,20 +206,21 @@ def timeline(loaded: Loaded, start_ns: int, end_ns: int) -> Timeline:
     result = run_report(loaded.con, "timeline", params={"interval": f"{interval}ns"})
     rows = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
     if not rows:
-        return Timeline(interval, start_ns - start_ns % interval, [], [], [], [])
+        return Timeline(interval, start_ns - start_ns % interval, [], [], [], [], [])
     # The report's buckets start at multiples of the interval since the epoch.
     first = start_ns - start_ns % interval
     index = {to_ns(r["time"]) // interval - first // interval: r for r in rows}
     count = max(max(index) + 1, 1)
     lo = min(0, min(index))
-    calls, errors, p99, mean = [], [], [], []
+    calls, rates, errors, p99, mean = [], [], [], [], []
     for i in range(lo, count):
         r = index.get(i)
         calls.append(int(r["calls"]) if r else 0)
+        rates.append(float(r["calls_per_s"]) if r else 0.0)
         errors.append(int(r["errors"]) if r else 0)
         p99.append(float(r["p99_ns"]) if r else None)
         mean.append(float(r["mean_ns"]) if r else None)
-    return Timeline(interval, first + lo * interval, calls, errors, p99, mean)
+    return Timeline(interval, first + lo * interval, calls, rates, errors, p99, mean)
 
 
 def top_stacks(loaded: Loaded, source: StackSource) -> list[tuple[str, int, int]]:
@@ -230,26 +238,7 @@ def top_stacks(loaded: Loaded, source: StackSource) -> list[tuple[str, int, int]
     return kept
 
 
-def recording_facts(loaded: Loaded) -> dict[str, Any]:
-    """From the files' metadata: probe, stacks, kernels, losses, how it was recorded."""
+def recording_facts(loaded: Loaded) -> RecordingSummary:
+    """From the files' metadata (`summary`): the recordings together, within the window."""
     rec = loaded.recording
-    metas = [f.meta for f in rec.files]
-    filters = sorted({json.dumps(m.filters, sort_keys=True) for m in metas})
-    commands = sorted({" ".join(m.command_line) for m in metas})
-    return {
-        "hosts": rec.hosts,
-        "probe": sorted({m.probe for m in metas}),
-        "stacks": sorted({m.stacks for m in metas}),
-        "kernels": sorted({m.kernel for m in metas}),
-        "recorder_versions": sorted({m.recorder_version for m in metas}),
-        "files": len(rec.files),
-        "events": rec.events,
-        "lost": rec.lost_total,
-        "lost_reasons": {k: v for k, v in rec.lost.items() if v},
-        "stacks_lost": sum(m.stacks_lost for m in metas),
-        "record_filters": [f for f in filters if f not in ("{}", "null")],
-        "command_lines": commands,
-        "start_ns": rec.start_ns,
-        "end_ns": rec.end_ns,
-        "notices": rec.notices(),
-    }
+    return total(summarize(rec, loaded.window), rec)

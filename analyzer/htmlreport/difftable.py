@@ -13,8 +13,8 @@ from typing import Any
 
 from sockopt_trace.analyzer import render_diff
 from sockopt_trace.analyzer.diff.model import Change, DiffResult
+from sockopt_trace.analyzer.htmlreport.blocks import lead, notices, table
 from sockopt_trace.analyzer.htmlreport.fmt import duration, number, percent
-from sockopt_trace.analyzer.htmlreport.page import lead, notices, table
 
 # (column heading, metric, how a value reads)
 METRICS: tuple[tuple[str, str, Callable[[float], str]], ...] = (

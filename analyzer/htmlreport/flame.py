@@ -90,9 +90,9 @@ def build_tree(
         paths.append(path)
         labels.append(label)
         parents.append(index[parent])
-    values = [[sums[p][j] for p in paths] for j in range(columns)]
+    by_column = [[sums[p][j] for p in paths] for j in range(columns)]
     depth = max(p.count(";") for p in paths) + 1
-    return Tree(paths, labels, parents, values, depth, {index[p] for p in ends if p in index})
+    return Tree(paths, labels, parents, by_column, depth, {index[p] for p in ends if p in index})
 
 
 def frame_colors(tree: Tree) -> list[str]:

@@ -1,5 +1,6 @@
-"""The HTML of the pages: sections of tables and figure placeholders in `template.html`, with
-plotly.js, the figures' JSON and `page.js` inlined, so the file opens anywhere without network.
+"""The HTML of the pages: sections of tables (`blocks`) and figure placeholders in
+`template.html`, with the figures' JSON and `page.js` inlined and plotly.js inlined or loaded
+as `plotlyjs` says.
 """
 
 from __future__ import annotations
@@ -9,15 +10,23 @@ import decimal
 import html
 import importlib.resources
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from sockopt_trace import __version__
-from sockopt_trace.analyzer.htmlreport import figures
+from sockopt_trace.analyzer.htmlreport import figures, timeline
+from sockopt_trace.analyzer.htmlreport.blocks import (
+    cards,
+    facts_table,
+    lead,
+    notices,
+    sentence,
+    table,
+)
 from sockopt_trace.analyzer.htmlreport.data import Distribution, SideData
 from sockopt_trace.analyzer.htmlreport.flame import diff_flame_figure, flame_figure
 from sockopt_trace.analyzer.htmlreport.fmt import duration, number, percent
-from sockopt_trace.analyzer.render import Result, human
+from sockopt_trace.analyzer.htmlreport.plotlyjs import PlotlyJs
+from sockopt_trace.analyzer.render import human
 
 
 def _resource(name: str) -> str:
@@ -49,7 +58,7 @@ class Page:
     def section(self, ident: str, heading: str, *parts: str) -> None:
         self.sections.append((ident, heading, "\n".join(parts)))
 
-    def render(self, plotly_js: str, plotly_version: str) -> str:
+    def render(self, plotly: PlotlyJs) -> str:
         nav = "".join(f'<a href="#{i}">{html.escape(h)}</a>' for i, h, _ in self.sections)
         body = "\n".join(
             f'<section id="{i}">\n<h2>{html.escape(h)}</h2>\n{content}\n</section>'
@@ -63,7 +72,7 @@ class Page:
             "__BODY__": body,
             "__VERSION__": __version__,
             "__GENERATED__": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "__PLOTLY_VERSION__": html.escape(plotly_version),
+            "__PLOTLY_NOTE__": html.escape(plotly.note()),
             "__STYLE__": _resource("style.css"),
             "__SCRIPT__": _resource("page.js"),
             # "</" cannot appear inside a script element's text.
@@ -74,7 +83,7 @@ class Page:
             text = text.replace(marker, value)
         # Last, and only once: plotly.js is large and may contain anything that looks like a marker.
         head, _, tail = text.partition("__PLOTLY__")
-        return head + plotly_js + tail
+        return head + plotly.script() + tail
 
 
 def _plain(value: Any) -> Any:
@@ -88,120 +97,41 @@ def _plain(value: Any) -> Any:
 # -- tables ------------------------------------------------------------------------------------
 
 
-def _cell(column: str, value: Any) -> tuple[str, Any, bool]:
-    """(text, raw value for sorting, numeric) of one table cell."""
-    if value is None:
-        return "", "", False
-    if isinstance(value, decimal.Decimal):
-        value = float(value)
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if numeric and column.endswith("_ns"):
-        return duration(value), value, True
-    if numeric and column.endswith("_pct"):
-        return percent(value), value, True
-    if numeric and column.endswith("_per_s"):
-        return number(value, 1), value, True
-    if isinstance(value, int) and not isinstance(value, bool) and column in ("pid", "tid", "fd"):
-        return str(value), value, True
-    return human(value), value if numeric else "", numeric
-
-
-def heading(column: str) -> str:
-    for suffix, replacement in (("_ns", ""), ("_pct", " %"), ("_per_s", "/s")):
-        if column.endswith(suffix) and column != suffix.strip("_"):
-            column = column[: -len(suffix)] + replacement
-            break
-    return column.replace("_", " ")
-
-
-def table(res: Result, *, max_rows: int | None = None, empty: str = "None.") -> str:
-    rows = list(res.rows)[:max_rows] if max_rows else list(res.rows)
-    if not rows:
-        return f'<p class="empty">{html.escape(empty)}</p>'
-    cells = [[_cell(c, v) for c, v in zip(res.columns, row, strict=True)] for row in rows]
-    numeric = [any(r[i][2] for r in cells) for i in range(len(res.columns))]
-    head = "".join(
-        f'<th class="{"num" if n else ""}">{html.escape(heading(c))}</th>'
-        for c, n in zip(res.columns, numeric, strict=True)
-    )
-    body = []
-    for r in cells:
-        tds = "".join(
-            f'<td class="{"num" if n else "wrap"}" data-v="{html.escape(str(raw))}">'
-            f"{html.escape(text)}</td>"
-            for (text, raw, _), n in zip(r, numeric, strict=True)
-        )
-        body.append(f"<tr>{tds}</tr>")
-    return (
-        f'<table class="sortable"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
-
-
-def facts_table(facts: Sequence[tuple[str, str]]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts if v
-    )
-    return f'<table class="facts">{rows}</table>'
-
-
-def cards(items: Sequence[tuple[str, str, bool]]) -> str:
-    return (
-        '<div class="cards">'
-        + "".join(
-            f'<div class="card{" bad" if bad else ""}"><div class="value">{html.escape(v)}</div>'
-            f'<div class="label">{html.escape(k)}</div></div>'
-            for k, v, bad in items
-        )
-        + "</div>"
-    )
-
-
-def notices(lines: Sequence[str]) -> str:
-    return "".join(f'<p class="notice">{html.escape(line)}</p>' for line in lines)
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def lead(text: str) -> str:
-    return f'<p class="lead">{text}</p>'
-
-
 # -- what a recording says about itself ---------------------------------------------------------
 
 
 def _record_filters(side: SideData) -> str:
-    parts = []
-    for raw in side.facts["record_filters"]:
-        data = json.loads(raw)
-        items = data.items() if isinstance(data, dict) else []
-        text = "; ".join(
-            f"{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in items if v
-        )
-        parts.append(text or raw)
-    return " | ".join(parts) or "none (every process)"
+    return " | ".join(f for f in side.facts.filters if f) or "none (every process)"
 
 
 def _time_range(side: SideData) -> str:
+    """When the recorder ran: the recording span (analyzer/span.py)."""
     s = side.summary
-    if s.get("first_time") is None:
+    if s.get("recording_start") is None:
+        return "nothing recorded in the window"
+    return f"{human(s['recording_start'])} → {human(s['recording_end'])} UTC"
+
+
+def _calls_range(side: SideData) -> str:
+    """First to last call: the calls span, for information (rates use the recording span)."""
+    s = side.summary
+    if s.get("first_call") is None:
         return "no calls"
-    return f"{human(s['first_time'])} → {human(s['last_time'])} UTC"
+    span = duration((s.get("calls_span_s") or 0) * 1e9)
+    return f"{human(s['first_call'])} → {human(s['last_call'])} UTC (calls span {span})"
 
 
 def side_cards(side: SideData) -> str:
     s, f = side.summary, side.facts
     events = s.get("events") or 0
     errors = s.get("errors") or 0
-    lost = f["lost"]
+    lost = f.lost_total
     lost_pct = 100 * lost / (lost + events) if lost + events else 0
     return cards(
         [
             ("calls", number(events), False),
             ("recording span", duration(side.seconds * 1e9), False),
-            ("calls per second", number(events / side.seconds, 1), False),
+            ("calls per second", number(s.get("calls_per_s") or 0, 1), False),
             ("failed calls", f"{number(errors)} ({percent(s.get('error_pct') or 0)})", False),
             ("lost events", f"{number(lost)} ({percent(lost_pct)})", lost > 0),
             ("processes", number(s.get("processes") or 0), False),
@@ -211,17 +141,18 @@ def side_cards(side: SideData) -> str:
 
 def side_facts(side: SideData) -> list[tuple[str, str]]:
     s, f = side.summary, side.facts
-    lost = ", ".join(f"{k} {v:,}" for k, v in f["lost_reasons"].items()) or "none"
+    lost = ", ".join(f"{k} {v:,}" for k, v in f.lost.items() if v) or "none"
     top_option = s.get("top_option")
     top_comm = s.get("top_comm")
     return [
         ("recording", side.title),
-        ("hosts", ", ".join(f["hosts"])),
-        ("calls between", _time_range(side)),
-        ("probe", ", ".join(f["probe"])),
+        ("hosts", ", ".join(f.hosts)),
+        ("recorded", _time_range(side)),
+        ("calls", _calls_range(side)),
+        ("probe", ", ".join(f.probes)),
         ("stacks", side.stack_source.describe()),
-        ("lost events", lost + (f"; stacks lost {f['stacks_lost']:,}" if f["stacks_lost"] else "")),
-        ("recorded with", " | ".join(f["command_lines"])),
+        ("lost events", lost + (f"; stacks lost {f.stacks_lost:,}" if f.stacks_lost else "")),
+        ("recorded with", " | ".join(f.command_lines)),
         ("recording filters", _record_filters(side)),
         ("analysis filters", side.filters.describe()),
         (
@@ -229,8 +160,8 @@ def side_facts(side: SideData) -> list[tuple[str, str]]:
             f"{top_option} ({percent(s.get('top_option_pct'))})" if top_option else "",
         ),
         ("busiest process", f"{top_comm} ({percent(s.get('top_comm_pct'))})" if top_comm else ""),
-        ("kernels", ", ".join(f["kernels"])),
-        ("recorder", ", ".join(f["recorder_versions"]) + f"; {f['files']:,} files"),
+        ("kernels", ", ".join(f.kernels)),
+        ("recorder", ", ".join(f.recorder_versions) + f"; {f.files:,} files"),
     ]
 
 
@@ -238,12 +169,12 @@ def side_facts(side: SideData) -> list[tuple[str, str]]:
 
 
 def report_page(side: SideData) -> Page:
-    hosts = ", ".join(side.facts["hosts"])
+    hosts = ", ".join(side.facts.hosts)
     page = Page(f"getsockopt on {hosts}", html.escape(f"{side.title} · {_time_range(side)}"))
     page.section(
         "summary",
         "Summary",
-        notices(side.facts["notices"]),
+        notices(side.notices),
         side_cards(side),
         facts_table(side_facts(side)),
     )
@@ -264,7 +195,7 @@ def report_page(side: SideData) -> Page:
         "timeline",
         "Over time",
         lead("Calls per second, failed calls per second and the p99 and mean latency per bucket."),
-        page.figure("timeline", figures.timeline_figure(side) if side.timeline.calls else None),
+        page.figure("timeline", timeline.timeline_figure(side) if side.timeline.calls else None),
     )
     page.section(
         "flame",
@@ -272,7 +203,7 @@ def report_page(side: SideData) -> Page:
         lead(
             "Who calls getsockopt, from where and for which option: process at the bottom, "
             "then the stack from outer to inner frames, then the option asked. "
-            + html.escape(_sentence(side.stack_source.describe()))
+            + html.escape(sentence(side.stack_source.describe()))
             + ". Click a frame to zoom in; the bar at the top zooms out."
         ),
         page.figure("flame", flame_figure(side.stacks) if side.stacks else None, "No calls."),
@@ -310,7 +241,7 @@ def _compare_facts(base: SideData, new: SideData) -> str:
         )
 
     def rate(side: SideData) -> str:
-        return number((side.summary.get("events") or 0) / side.seconds, 1)
+        return number(side.summary.get("calls_per_s") or 0, 1)
 
     def errors(side: SideData) -> str:
         s = side.summary
@@ -323,7 +254,7 @@ def _compare_facts(base: SideData, new: SideData) -> str:
         row("recording span", duration(base.seconds * 1e9), duration(new.seconds * 1e9)),
         row("calls per second", rate(base), rate(new)),
         row("failed calls", errors(base), errors(new)),
-        row("lost events", number(base.facts["lost"]), number(new.facts["lost"])),
+        row("lost events", number(base.facts.lost_total), number(new.facts.lost_total)),
         row(
             "processes",
             number(base.summary.get("processes") or 0),
@@ -348,8 +279,8 @@ def diff_page(base: SideData, new: SideData, diff_table: str, top: int = 6) -> P
     page.section(
         "summary",
         "Summary",
-        notices([f"base: {n}" for n in base.facts["notices"]]),
-        notices([f"new: {n}" for n in new.facts["notices"]]),
+        notices([f"base: {n}" for n in base.notices]),
+        notices([f"new: {n}" for n in new.notices]),
         _compare_facts(base, new),
     )
     page.section("diff", "What changed", diff_table)
@@ -371,7 +302,7 @@ def diff_page(base: SideData, new: SideData, diff_table: str, top: int = 6) -> P
         "timeline",
         "Over time",
         lead("Calls per second and p99 latency in both recordings, from each one's start."),
-        page.figure("timeline", figures.diff_timeline_figure(base, new)),
+        page.figure("timeline", timeline.diff_timeline_figure(base, new)),
     )
     page.section(
         "flame",
@@ -383,7 +314,9 @@ def diff_page(base: SideData, new: SideData, diff_table: str, top: int = 6) -> P
             f"Base: {html.escape(base.stack_source.describe())}; new: "
             f"{html.escape(new.stack_source.describe())}."
         ),
-        page.figure("flame", diff_flame_figure(base.stacks, new.stacks, base.seconds, new.seconds)),
+        page.figure(
+            "flame", diff_flame_figure(base.stacks, new.stacks, base.exposure, new.exposure)
+        ),
     )
     return page
 

@@ -1,7 +1,7 @@
 -- name: histogram
 -- answers: how are latencies distributed in the busiest groups? calls per logarithmic latency bin
 -- by: comm, level, optname
--- param: top (int, default 8): groups to show, most calls first
+-- param: top (int, default 8): groups to show, most calls first (0: all)
 -- param: bins_per_decade (int, default 100): bins per factor of ten of latency
 -- columns: <by>, group_rank, group_calls, bin, bin_low_ns, bin_high_ns, calls
 -- Bin b holds latencies in [10^(b / bins_per_decade), 10^((b + 1) / bins_per_decade)) ns, so

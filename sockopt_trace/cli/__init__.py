@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from typer.exceptions import TyperException
+
 from sockopt_trace.errors import ExitCode, UserError
 
 # command name -> module under sockopt_trace.cli that registers it on the typer app
@@ -37,13 +39,29 @@ def _register(argv: list[str]) -> None:
         importlib.import_module(f"sockopt_trace.cli.{name}")
 
 
+def _usage_error(err: TyperException) -> None:
+    """Bad usage (an unknown option, `--format nonsense`): one line and the usage exit code; no
+    arguments at all: the help."""
+    if type(err).__name__ == "NoArgsIsHelpError":
+        print(err.format_message(), file=sys.stderr)
+        sys.exit(ExitCode.USAGE)
+    ctx = getattr(err, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    message = " ".join(err.format_message().split())
+    print(f"sockopt-trace: error: {message}{where}", file=sys.stderr)
+    sys.exit(ExitCode.USAGE if getattr(err, "exit_code", 2) == 2 else err.exit_code)
+
+
 def main() -> None:
     """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
     try:
         _register(sys.argv[1:])
         from sockopt_trace.cli.app import app
 
-        app()
+        code = app(standalone_mode=False)  # usage errors come here, to be one line too
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
+    except TyperException as err:
+        _usage_error(err)
     except UserError as err:
         print(f"sockopt-trace: error: {err}", file=sys.stderr)
         sys.exit(err.code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -107,6 +108,11 @@ def warn(message: str) -> None:
     print(f"sockopt-trace: warning: {message}", file=sys.stderr)
 
 
+def note(message: str) -> None:
+    """What the reader should know that is not a problem: why a result is empty."""
+    print(f"sockopt-trace: note: {message}", file=sys.stderr)
+
+
 def open_and_warn(
     recs: Sequence[str],
     *,
@@ -153,11 +159,23 @@ def _notices(loaded: Loaded | SparkLoaded) -> None:
         warn(line)
 
 
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one (tables are fitted to it); None into a pipe or
+    a file, where output stays whole."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
 def emit(results: Result | Sequence[Result], fmt: Format, max_rows: int) -> None:
     from sockopt_trace.analyzer.render import render
 
+    width = terminal_width()
+    color = width is not None and not os.environ.get("NO_COLOR")
     try:
-        truncated = render(results, fmt.value, sys.stdout, max_rows=max_rows or None)
+        truncated = render(
+            results, fmt.value, sys.stdout, max_rows=max_rows or None, width=width, color=color
+        )
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as other Unix tools do.

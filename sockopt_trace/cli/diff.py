@@ -65,7 +65,8 @@ HELP = (
     f"{ExitCode.INCONCLUSIVE:d} inconclusive, {ExitCode.USAGE:d} bad input (`sockopt-trace "
     "--help` lists every exit code).\n\n"
     "Settings that differ between the recordings (hosts, probe, filters, stacks, lost events) "
-    "are reported: in a warnings table for table and markdown, on stderr for csv and json.\n\n"
+    "are reported: in a warnings table for table and markdown, on stderr for csv and json. "
+    "How each change was tested: --explain (json always has it).\n\n"
     "Examples:\n\n\b\n"
     "  sockopt-trace diff before/ after/\n"
     "  sockopt-trace diff --base run1/ --base run2/ --base run3/ --new run4/ --new run5/\n"
@@ -132,6 +133,12 @@ def diff_command(
             "replicates.",
         ),
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Table and markdown: also print how each change was tested."
+        ),
+    ] = False,
     skip_bad: SkipBad = False,
     allow_external: AllowExternal = False,
 ) -> None:
@@ -155,9 +162,13 @@ def diff_command(
         replicates=False if pool else None,
         allow_external=allow_external,
     )
+    for i, side in enumerate((result.base, result.new)):
+        if not sum(g.calls[i] for g in result.groups):
+            scope = " that pass --where/--since/--until" if where or since or until else ""
+            warn(f"the {side.name} side has no calls{scope}: every group is one-sided")
     sections: Result | list[Result]
     if fmt in (Format.table, Format.markdown):
-        sections = render_diff.sections(result, top or None)
+        sections = render_diff.sections(result, top or None, explain=explain)
     else:
         for line in [*render_diff.limits(result), *result.warnings]:
             warn(line)

@@ -43,10 +43,19 @@ def html(
         str | None,
         typer.Option("--by", "-b", help="Group latencies by these (default comm,level,optname)."),
     ] = None,
-    top: Annotated[int, typer.Option("--top", "-n", help="Groups to draw.")] = 8,
+    top: Annotated[int, typer.Option("--top", "-n", help="Groups to draw (0: all).")] = 8,
     where: Where = None,
     since: Since = None,
     until: Until = None,
+    plotly_js: Annotated[
+        str,
+        typer.Option(
+            "--plotly-js",
+            help="How the page gets plotly.js: inline (4.8 MB, opens offline), cdn (needs the "
+            "network), or a directory: plotly-VERSION.min.js is written there once and loaded "
+            "from it (small pages that share it, offline).",
+        ),
+    ] = "inline",
     skip_bad: SkipBad = False,
     allow_external: AllowExternal = False,
 ) -> None:
@@ -57,23 +66,26 @@ def html(
             param_hint="REC [NEW]",
         )
     from sockopt_trace.analyzer.filters import Filters
-    from sockopt_trace.analyzer.htmlreport import diff_html, report_html
+    from sockopt_trace.analyzer.htmlreport import choose, diff_html, report_html
 
     filters = Filters(where, since, until)
-    if len(recs) == 1:
-        text = report_html(
-            recs, filters=filters, by=by, top=top, skip_bad=skip_bad, allow_external=allow_external
+    plotly = choose(plotly_js, output)
+    if len(recs) == 2:  # a shell-expanded glob looks the same: say that this compares
+        print(
+            f"sockopt-trace: comparing {recs[1]} (new) with {recs[0]} (base); to read several "
+            "files as one recording, give their directory or a quoted glob",
+            file=sys.stderr,
         )
-    else:
-        text = diff_html(
-            [recs[0]],
-            [recs[1]],
-            filters=filters,
-            by=by,
-            top=top,
-            skip_bad=skip_bad,
-            allow_external=allow_external,
-        )
+    page = report_html if len(recs) == 1 else diff_html
+    text = page(
+        *([r] for r in recs),
+        filters=filters,
+        by=by,
+        top=top,
+        skip_bad=skip_bad,
+        allow_external=allow_external,
+        plotly=plotly,
+    )
     data = text.encode()
     with output_stream(output) as out:
         out.write(data)

@@ -29,10 +29,12 @@ def recover(
     if not outcomes:
         warn(f"no partial files in {directory}: nothing to do")
         return
+    # A dry run says what it would do, not what it did.
+    action = {"salvaged": "would salvage", "quarantined": "would quarantine"} if dry_run else {}
     rows = [
         (
             str(o.path),
-            o.action,
+            action.get(o.action, o.action),
             o.new_path.name,
             o.events,
             None if o.lost_from_ns is None else to_datetime(o.lost_from_ns),
@@ -40,5 +42,6 @@ def recover(
         )
         for o in outcomes
     ]
-    columns = ["file", "action", "renamed_to", "events", "lost_from", "lost_to"]
+    renamed = "would_rename_to" if dry_run else "renamed_to"
+    columns = ["file", "action", renamed, "events", "lost_from", "lost_to"]
     emit(Result(columns, rows, "recover (dry run)" if dry_run else "recover"), fmt, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import glob
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,7 @@ from sockopt_trace.cli.analysis import (
     Until,
     Where,
     emit,
+    note,
     open_on_engine,
 )
 from sockopt_trace.cli.app import app
@@ -51,7 +54,9 @@ def report(
     where: Where = None,
     since: Since = None,
     until: Until = None,
-    top: Annotated[int | None, typer.Option("--top", "-n", help="Rows to show.")] = None,
+    top: Annotated[
+        int | None, typer.Option("--top", "-n", help="Rows (groups) to show; 0: all.")
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Report parameter NAME=VALUE.")
     ] = None,
@@ -66,6 +71,7 @@ def report(
     params: dict[str, object] = dict(key_value(p) for p in param or [])
     if top is not None:
         params["top"] = top
+    from sockopt_trace.analyzer.empty import why_empty
     from sockopt_trace.analyzer.filters import Filters
     from sockopt_trace.analyzer.reports import run_report
 
@@ -79,7 +85,13 @@ def report(
         filters=filters,
         allow_external=allow_external,
     )
-    emit(run_report(loaded.con, report_name, by=dims, params=params), fmt, max_rows)
+    result = run_report(loaded.con, report_name, by=dims, params=params, raw=True)
+    rows = list(result.rows)
+    result.rows = rows
+    nothing = not rows or (result.record and rows[0][result.columns.index("events")] == 0)
+    if nothing:  # say why on stderr, in one line; the (empty) table still goes to stdout
+        note(why_empty(loaded, report_name, dims or ()))
+    emit(result, fmt, max_rows)
 
 
 def split_name(args: list[str], option: str | None) -> tuple[list[str], str]:
@@ -88,6 +100,11 @@ def split_name(args: list[str], option: str | None) -> tuple[list[str], str]:
 
     known = load_reports()
     named = [a for a in args if a in known and not Path(a).exists()]
+    for a in args:  # a typo of a report name, not a missing recording
+        if a not in known and not Path(a).exists() and not glob.has_magic(a) and "/" not in a:
+            close = difflib.get_close_matches(a, known, n=1)
+            if close:
+                raise UserError(f"unknown report {a!r}: did you mean {close[0]}?")
     if option:
         named.append(option)
     if len(named) > 1:

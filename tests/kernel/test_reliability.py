@@ -63,7 +63,7 @@ def test_forced_loss_is_counted_exactly_everywhere(tmp_path: Path, loop_bin: Pat
     assert f"ringbuf_full {lost['ringbuf_full']:,}" in result.stderr
     info = cli("info", str(out), "--format", "json")
     assert info.returncode == 0, info.stderr
-    overview = json.loads(info.stdout)["recording"][0]
+    overview = json.loads(info.stdout)["recordings"][-1]  # one recording: its row
     assert overview["lost_ringbuf_full"] == lost["ringbuf_full"] == overview["lost"]
     assert overview["events"] == recorded
 

@@ -63,9 +63,11 @@ def test_report_csv_stays_machine_readable_and_warns_on_stderr(rec: Path) -> Non
     done = ok("report", rec, "latency", "--by", "comm,optname", "--format", "csv", "--top", 100)
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert sum(int(r["calls"]) for r in rows) == 4000
-    assert list(rows[0]) == [
+    assert list(rows[0]) == [  # raw numbers beside the names: tools need no name table
         "comm",
+        "level",
         "optname",
+        "optname_name",
         "calls",
         "mean_ns",
         "p50_ns",
@@ -126,15 +128,22 @@ def test_query_and_query_file(clean: Path, tmp_path: Path) -> None:
 
 def test_queries_lists_every_report() -> None:
     got = json.loads(ok("queries", "--format", "json").stdout)
-    assert [r["name"] for r in got] == sorted(load_reports())  # seven: see test_queries_lint
+    assert [r["name"] for r in got] == sorted(load_reports())  # eight: see test_queries_lint
     latency = next(r for r in got if r["name"] == "latency")
     assert latency["default_by"] == "comm, level, optname" and "top=20 (int)" in latency["params"]
 
 
 def test_info(rec: Path) -> None:
     got = json.loads(ok("info", rec, "-f", "json").stdout)
-    assert got["recording"][0]["events"] == 4000 and got["recording"][0]["lost_ringbuf_full"] == 3
+    (recording,) = got["recordings"]  # one recording: no total row
+    assert recording["events"] == 4000 and recording["lost_ringbuf_full"] == 3
     assert len(got["files"]) == 2
+    table = list(csv.DictReader(io.StringIO(ok("info", rec, "-f", "csv").stdout)))
+    assert [r["events"] for r in table] == ["4000"]  # one csv table: the recordings
+    files = list(
+        csv.DictReader(io.StringIO(ok("info", rec, "--what", "files", "-f", "csv").stdout))
+    )
+    assert [int(r["events"]) for r in files] and sum(int(r["events"]) for r in files) == 4000
 
 
 def test_help_on_every_command() -> None:

@@ -295,7 +295,10 @@ def test_renders_in_every_format(result: DiffResult) -> None:
     assert "envoy | SOL_SOCKET | SO_SNDBUF" in text  # significant, shown beyond the top 5
     assert "### new groups: 1, only in the new recording" in text
     assert "### new call sites: 1, only in the new recording" in text
-    assert "Mood's quantile test" in text and "Poisson rate test" in text
+    assert "Mood's quantile test" not in text  # the method: with --explain, and in json
+    out = io.StringIO()
+    render(render_diff.sections(result, top=5, explain=True), "markdown", out)
+    assert "Mood's quantile test" in out.getvalue() and "Poisson rate test" in out.getvalue()
     slow_row = next(line for line in text.splitlines() if "TCP_INFO" in line and "nginx" in line)
     assert slow_row.count(" *") == 1 and "→" in slow_row
     out = io.StringIO()

@@ -8,7 +8,9 @@ skip would hide that the pages were never drawn, so they fail instead.
 
 from __future__ import annotations
 
+import base64
 import bisect
+import hashlib
 import io
 import json
 import math
@@ -25,7 +27,14 @@ import pytest
 from PIL import Image
 
 from sockopt_trace.analyzer.filters import Filters
-from sockopt_trace.analyzer.htmlreport import INSTALL_HINT, diff_html, flame, report_html
+from sockopt_trace.analyzer.htmlreport import (
+    INSTALL_HINT,
+    choose,
+    diff_html,
+    flame,
+    plotly_js,
+    report_html,
+)
 from sockopt_trace.analyzer.htmlreport.data import PERCENTILES, gather
 from sockopt_trace.analyzer.htmlreport.figures import cdf_xy
 from sockopt_trace.analyzer.load import load
@@ -274,3 +283,29 @@ def test_the_browser_check_sees_errors_and_requests(chromium: str, tmp_path: Pat
     assert any("boom" in e for e in load.exceptions)
     assert any("logged" in e for e in load.console_errors)
     assert "http://sockopt-trace.invalid/x.png" in load.requests
+
+
+def test_plotly_js_from_a_file_beside_the_page_or_the_cdn(
+    chromium: str, recs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--plotly-js DIR: one copy of plotly.js beside small pages, which draw offline from it;
+    cdn: a small page that names the CDN's file and the hash the browser checks it against."""
+    page = tmp_path / "pages" / "report.html"
+    page.parent.mkdir()
+    plotly = choose(str(tmp_path / "js"), page)
+    page.write_text(report_html([recs[0]], plotly=plotly))
+    source, version = plotly_js()
+    beside = tmp_path / "js" / f"plotly-{version}.min.js"
+    assert beside.read_text() == source and plotly.src == f"../js/{beside.name}"
+    assert len(page.read_bytes()) < 500_000 and f'src="../js/{beside.name}"' in page.read_text()
+    load = load_page(page, binary=chromium)
+    assert load.exceptions == [] and load.console_errors == []
+    assert load.requests == [page.resolve().as_uri(), beside.resolve().as_uri()]
+    assert load.boxes and all(b["rendered"] and b["svgs"] >= 1 for b in load.boxes.values())
+    cdn = choose("cdn", page)
+    text = report_html([recs[0]], plotly=cdn)
+    digest = base64.b64encode(hashlib.sha256(source.encode()).digest()).decode()
+    assert f'src="https://cdn.plot.ly/plotly-{version}.min.js"' in text
+    assert f'integrity="sha256-{digest}"' in text and len(text) < 500_000
+    with pytest.raises(UserError, match="--plotly-js"):
+        choose(str(page), page)  # a file, not a directory

@@ -1,10 +1,14 @@
-"""`info` from file metadata: overview, files, gaps in sequences, partial and skipped files."""
+"""`info` from file metadata: each recording and their total, files, gaps in sequences,
+partial and skipped files."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import shutil
 from pathlib import Path
+
+import pytest
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer.info import describe
@@ -20,23 +24,33 @@ def sections(path: Path, **kwargs: bool) -> dict[str, list[dict[str, object]]]:
     }
 
 
-def test_overview_and_files(tmp_path: Path) -> None:
+def test_each_recording_then_the_total_and_files(tmp_path: Path) -> None:
     paths = write_recording(tmp_path / "a", 3000, files=3, host="a", lost={"ringbuf_full": 4})
     paths += write_recording(
         tmp_path / "b", 1000, files=1, host="b", stacks="full", stack_sample_period=8
     )
     got = sections(tmp_path)
-    (overview,) = got["recording"]
-    assert overview["hosts"] == "a, b"
-    assert overview["events"] == 4000 and overview["files"] == 4 and overview["recordings"] == 2
-    assert (
-        overview["lost"] == 4
-        and overview["lost_ringbuf_full"] == 4
-        and overview["lost_queue_full"] == 0
-    )
-    assert overview["stacks"] == "callsite, full (1 in 8 sampled)"
-    assert overview["probe"] == "tracepoint"
-    assert overview["sequence_gaps"] == 0
+    *each, whole = got["recordings"]
+    a, b = sorted(each, key=lambda r: str(r["host"]))
+    metas = [open_recording([p]).files[0].meta for p in paths]
+    assert a["recording_id"] == metas[0].recording_id
+    assert a["recording"] == metas[0].recording_id[:8]
+    assert whole["recording"] == "total" and whole["host"] == "2 hosts: a, b"
+    assert (a["events"], b["events"], whole["events"]) == (3000, 1000, 4000)
+    assert (a["files"], b["files"], whole["files"]) == (3, 1, 4)
+    assert (a["lost"], a["lost_ringbuf_full"], a["lost_queue_full"]) == (4, 4, 0)
+    assert (b["lost"], whole["lost"], whole["lost_ringbuf_full"]) == (0, 4, 4)
+    assert (a["stacks"], b["stacks"]) == ("callsite", "full (1 in 8 sampled)")
+    assert whole["stacks"] == "callsite, full (1 in 8 sampled)"
+    assert a["probe"] == "tracepoint" and a["sequence_gaps"] == 0
+    spans = [
+        sum(m.end_ns - m.start_ns for m in metas[:3]) / 1e9,
+        (metas[3].end_ns - metas[3].start_ns) / 1e9,
+    ]
+    assert a["recording_span_s"] == pytest.approx(spans[0])
+    assert whole["recording_span_s"] == pytest.approx(sum(spans))
+    assert whole["calls_per_s"] == pytest.approx(3000 / spans[0] + 1000 / spans[1])
+    assert a["command_line"] == shlex.join(metas[0].command_line) and whole["command_line"] == ""
     files = got["files"]
     assert [f["path"] for f in files] == [str(p) for p in paths]
     assert [f["sequence"] for f in files] == [1, 2, 3, 1]
@@ -72,5 +86,4 @@ def test_partial_and_skipped_files_are_listed(tmp_path: Path) -> None:
     assert got["skipped files"] == [
         {"path": str(tmp_path / "junk.parquet"), "problem": "not a Parquet file"}
     ]
-    (overview,) = got["recording"]
-    assert overview["partial_files"] == 1 and overview["skipped_files"] == 1
+    assert [r["events"] for r in got["recordings"]] == [100]  # one recording: no total row

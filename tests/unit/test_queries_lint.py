@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sockopt_trace.analyzer.database import Loaded
+from sockopt_trace.analyzer.database import Loaded, Source, connect
 from sockopt_trace.analyzer.dialect import to_spark
 from sockopt_trace.analyzer.diff import diff_queries
 from sockopt_trace.analyzer.dimensions import DIMENSIONS
-from sockopt_trace.analyzer.load import load, load_pair
+from sockopt_trace.analyzer.load import load
+from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.reports import (
     PLACEHOLDERS,
     load_reports,
@@ -21,6 +22,7 @@ from sockopt_trace.analyzer.reports import (
     run_report,
 )
 from sockopt_trace.analyzer.templates import load_templates
+from sockopt_trace.analyzer.views import ViewNames
 from tests.synth import write_recording
 
 QUERY_DIR = Path(str(importlib.resources.files("sockopt_trace.queries")))
@@ -56,10 +58,11 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     return load([root])
 
 
-def test_there_are_the_nine_reports() -> None:
+def test_there_are_the_ten_reports() -> None:
     assert sorted(p.stem for p in SQL_FILES) == [
         "callsites",
         "errors",
+        "histogram",
         "latency",
         "peers",
         "processes",
@@ -87,8 +90,12 @@ def test_header(path: Path) -> None:
     if report.by is None:
         assert not has_placeholders and "<by>" not in report.columns
     else:
-        assert has_placeholders == set(PLACEHOLDERS) and report.columns.startswith("<by>, ")
+        # {names} (the label columns, to order by) is optional: histogram ranks by the keys
+        assert has_placeholders >= set(PLACEHOLDERS) - {"{names}"}
+        assert report.columns.startswith("<by>, ")
         assert set(report.by) <= set(DIMENSIONS)
+    for column in (*report.keep, *report.drop):  # names of real result columns
+        assert re.search(rf"\b{column}\b", report.columns.replace("<by>", "")), column
 
 
 @pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
@@ -136,7 +143,7 @@ def test_reads_only_the_views(path: Path) -> None:
     views = (
         {"base_events", "new_events", "base_recordings", "new_recordings"}
         if path in DIFF_FILES
-        else {"events", "files"}
+        else {"events", "files", "recordings"}
     )
     assert sources, path.name
     assert sources <= ctes | views, sources - ctes
@@ -163,7 +170,13 @@ def test_explains_and_runs_with_every_dimension(path: Path, loaded: Loaded) -> N
 def test_diff_queries_explain_and_run_with_every_dimension(path: Path, tmp_path: Path) -> None:
     write_recording(tmp_path / "a", 3000, seed=8, stacks="full", stack_sample_period=2)
     write_recording(tmp_path / "b", 3000, seed=9, stacks="full")
-    both, _ = load_pair([tmp_path / "a"], [tmp_path / "b"])
+    sides = [open_recording([tmp_path / side]) for side in ("a", "b")]
+    both, _ = connect(
+        [
+            Source(rec, names=ViewNames(f"{name}_"))
+            for rec, name in zip(sides, ("base", "new"), strict=True)
+        ]
+    )
     report = parse_report(path.read_text(), path.name)
     assert report.name in diff_queries() and report.by
     every = {p.name: 1 for p in report.params if p.name == "min_calls"}  # tiny groups too

@@ -48,6 +48,16 @@ def test_recover_dry_run_and_cli(tmp_path: Path) -> None:
     rec, whole, broken = _killed_recording(tmp_path)
     assert {o.action for o in recover(rec, dry_run=True)} == {"salvaged", "quarantined"}
     assert whole.exists() and broken.exists()
+    dry = subprocess.run(
+        [sys.executable, "-m", "sockopt_trace", "recover", str(rec), "--dry-run", "-f", "csv"],
+        capture_output=True,
+        text=True,
+    )
+    assert dry.returncode == 0, dry.stderr
+    header, *rows = dry.stdout.splitlines()
+    assert "would_rename_to" in header and "renamed_to," not in header
+    assert {r.split(",")[1] for r in rows} == {"would salvage", "would quarantine"}
+    assert whole.exists() and broken.exists()
     run = subprocess.run(
         [sys.executable, "-m", "sockopt_trace", "recover", str(rec), "--format", "csv"],
         capture_output=True,

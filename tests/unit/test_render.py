@@ -57,21 +57,21 @@ def test_json_is_a_list_of_objects_and_streams_iterators() -> None:
     assert json.loads(out(Result(["x"], []), "json")) == []
 
 
-def test_several_results_json_is_keyed_by_title_and_csv_has_sections() -> None:
+def test_several_results_json_is_keyed_by_title_and_csv_is_one_table() -> None:
     two = [sample(), Result(["a"], [(1,)], "other")]
     data = json.loads(out(two, "json"))
     assert list(data) == ["latency", "other"] and data["other"] == [{"a": 1}]
-    text = out([sample(), Result(["a"], [(1,)], "other")], "csv")
-    assert text.startswith("# latency\n") and "\n\n# other\na\n1\n" in text
+    assert out([Result(["a"], [(1,)], "other")], "csv") == "a\n1\n"  # no title: one table
+    with pytest.raises(ValueError, match="one table"):
+        out([sample(), Result(["a"], [(1,)], "other")], "csv")
 
 
 def test_markdown_escapes_pipes_and_right_aligns_numbers() -> None:
     lines = out(sample(), "markdown").splitlines()
     assert lines[0] == "| comm | calls | p99_ns | time | stack |"
     assert lines[1] == "|---|---:|---:|---|---|"
-    assert (
-        lines[2]
-        == "| nginx | 1,234,567 | 1,234.6 | 2025-01-31 12:00:00.123456 | main;[unknown];f |"
+    assert (  # nanoseconds without decimals: one style for the column
+        lines[2] == "| nginx | 1,234,567 | 1,235 | 2025-01-31 12:00:00.123456 | main;[unknown];f |"
     )
     assert lines[3].startswith("| curl\\|x | 3 |  |")
 

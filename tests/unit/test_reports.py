@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -55,6 +56,20 @@ def rows(fleet: list[Path]) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def loaded(fleet: list[Path]) -> Loaded:
     return load([p.parent for p in fleet[:1]] + [fleet[-1].parent])
+
+
+def host_spans(fleet: list[Path]) -> dict[str, tuple[int, int, float]]:
+    """Each host's recording (one per host here): first file's start, last file's end, and the
+    seconds its files cover (the synthetic files leave gaps between them, as missing files would;
+    real ones follow each other)."""
+    metas = [schema.read_file_metadata(str(p)) for p in fleet]
+    assert len({m.recording_id for m in metas}) == len({m.host for m in metas})
+    spans = {}
+    for host in {m.host for m in metas}:
+        mine = sorted((m.start_ns, m.end_ns) for m in metas if m.host == host)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(mine))  # no overlap
+        spans[host] = (mine[0][0], mine[-1][1], sum(e - s for s, e in mine) / 1e9)
+    return spans
 
 
 def report(loaded: Loaded, name: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -171,16 +186,7 @@ def test_processes_rates_and_latency(
     """Rates are over each process's own recording's span (from file metadata): the two hosts'
     recordings, read together, do not share one span."""
     expected = groups(rows, ["host", "pid", "comm"])
-    metas = [schema.read_file_metadata(str(p)) for p in fleet]
-    span_s = {
-        host: (
-            max(m.end_ns for m in metas if m.host == host)
-            - min(m.start_ns for m in metas if m.host == host)
-        )
-        / 1e9
-        for host in {m.host for m in metas}
-    }
-    assert len({m.recording_id for m in metas}) == len(span_s)  # one recording per host
+    span_s = {host: seconds for host, (_, _, seconds) in host_spans(fleet).items()}
     got = report(loaded, "processes")
     assert [(r["host"], r["pid"], r["comm"]) for r in got] == ranked(expected.items(), len, 20)
     for r in got:
@@ -195,7 +201,10 @@ def test_processes_rates_and_latency(
     assert len(threads) == len(groups(rows, ["tid", "comm"]))
 
 
-def test_timeline_buckets(loaded: Loaded, rows: dict[str, np.ndarray]) -> None:
+def test_timeline_buckets(loaded: Loaded, rows: dict[str, np.ndarray], fleet: list[Path]) -> None:
+    """Rates per bucket are each host's calls over the part of the bucket its recording span
+    covers (the edges of a recording fill a bucket partly), summed over the hosts."""
+    spans = host_spans(fleet)
     interval = 5_000_000  # 5 ms
     got = report(loaded, "timeline", params={"interval": "5ms"})
     bucket = rows["ts_ns"] - rows["ts_ns"] % interval
@@ -205,7 +214,11 @@ def test_timeline_buckets(loaded: Loaded, rows: dict[str, np.ndarray]) -> None:
         idx = bucket == start
         assert r["time"] == dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(start) // 1000)
         assert r["calls"] == idx.sum()
-        assert r["calls_per_s"] == pytest.approx(idx.sum() / 0.005)
+        rate = 0.0
+        for host, (first, last, _) in spans.items():
+            covered = min(start + interval, last) - max(start, first)
+            rate += (idx & (rows["host"] == host)).sum() / (covered / 1e9)
+        assert r["calls_per_s"] == pytest.approx(rate)
         assert r["p99_ns"] == pytest.approx(
             np.percentile(rows["latency_ns"][idx], 99, method="linear")
         )
@@ -217,10 +230,11 @@ def test_slowest_calls_in_order(loaded: Loaded, rows: dict[str, np.ndarray]) -> 
     order = np.lexsort((rows["tid"], rows["ts_ns"], -rows["latency_ns"]))[:15]
     assert [r["latency_ns"] for r in got] == rows["latency_ns"][order].tolist()
     assert [r["comm"] for r in got] == rows["comm"][order].tolist()
-    assert [r["optname"] for r in got] == rows["optname_name"][order].tolist()
+    assert [r["optname_name"] for r in got] == rows["optname_name"][order].tolist()
+    assert [r["optname"] for r in got] == rows["optname"][order].tolist()
 
 
-def test_summary(loaded: Loaded, rows: dict[str, np.ndarray]) -> None:
+def test_summary(loaded: Loaded, rows: dict[str, np.ndarray], fleet: list[Path]) -> None:
     (got,) = report(loaded, "summary")
     n = len(rows["ts_ns"])
     assert got["events"] == n == 50_000
@@ -235,7 +249,12 @@ def test_summary(loaded: Loaded, rows: dict[str, np.ndarray]) -> None:
     assert got["top_option"] == "/".join(top_option)
     assert got["top_option_pct"] == pytest.approx(100 * len(options[top_option]) / n)
     assert got["options"] == len(options)
-    assert got["span_s"] == pytest.approx((rows["ts_ns"].max() - rows["ts_ns"].min()) / 1e9)
+    spans = host_spans(fleet)
+    assert got["recordings"] == 2
+    assert got["recording_span_s"] == pytest.approx(sum(s for _, _, s in spans.values()))
+    assert got["calls_span_s"] == pytest.approx((rows["ts_ns"].max() - rows["ts_ns"].min()) / 1e9)
+    rates = [(rows["host"] == h).sum() / seconds for h, (_, _, seconds) in spans.items()]
+    assert got["calls_per_s"] == pytest.approx(sum(rates))
 
 
 def test_where_since_and_until_filter_events(

@@ -9,12 +9,11 @@ nothing, and leave nothing behind.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from sockopt_trace import cli
+from tests.cli import refused, run
 from tests.synth import write_recording
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,31 +25,6 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sandbox") / "rec"
     write_recording(root, 300, files=2, seed=3)
     return root
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `sockopt-trace ARGS`, run as the console script runs."""
-    capsys.readouterr()
-    argv = sys.argv
-    sys.argv = ["sockopt-trace", *map(str, args)]
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 1
-    finally:
-        sys.argv = argv
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def refused(capsys: pytest.CaptureFixture[str], *args: object) -> str:
-    code, out, err = run(capsys, *args)
-    lines = err.splitlines()
-    assert code == 2, (args, code, out, err)
-    assert len(lines) == 1 and lines[0].startswith("sockopt-trace: error: "), (args, err)
-    assert out == "", args
-    return lines[0]
 
 
 def escapes(tmp: Path) -> dict[str, str]:
