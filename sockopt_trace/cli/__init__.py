@@ -25,6 +25,7 @@ COMMANDS = {
     "diff": "diff",
     "html": "html",
     "export": "export",
+    "symbolize": "symbolize",
 }
 
 
