@@ -56,6 +56,7 @@ class Loaded:
     window: Window = field(default_factory=Window)
     names: ViewNames = field(default_factory=ViewNames)
     spans: dict[str, RecordingSpan] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what else to tell (e.g. symbolizing)
 
     @property
     def since_ns(self) -> int | None:

@@ -6,6 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sockopt_trace.analyzer.symbolviews import (
+    CALLSITE_KEYS,
+    CALLSITE_LABEL,
+    STACK_KEYS,
+    STACK_LABEL,
+)
 from sockopt_trace.errors import UserError
 
 
@@ -24,7 +30,10 @@ DIMENSIONS: dict[str, Dimension] = {
     "level": Dimension(("level",), "level_label(level)"),
     "optname": Dimension(("level", "optname"), "optname_label(level, optname)"),
     "errno": Dimension(("errno",), "errno_label(errno)"),
-    **{c: _plain(c) for c in ("callsite", "stack", "optlen_in", "optlen_out")},
+    # grouped by what the recorder wrote, named after grouping by the symbols sidecar
+    "callsite": Dimension(CALLSITE_KEYS, CALLSITE_LABEL),
+    "stack": Dimension(STACK_KEYS, STACK_LABEL),
+    **{c: _plain(c) for c in ("optlen_in", "optlen_out")},
     # what the call was about: the container or service, the socket, the value returned
     **{c: _plain(c) for c in ("cgroup", "unit", "pod", "container")},
     **{c: Dimension((c,), f"{c}_label({c})") for c in ("family", "sock_type", "protocol", "state")},

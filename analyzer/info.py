@@ -4,12 +4,13 @@ the files; gaps in file sequences, partial and skipped files when there are any.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sockopt_trace import schema
-from sockopt_trace.analyzer.recording import Recording
+from sockopt_trace.analyzer import storage
+from sockopt_trace.analyzer.recording import FilePath, Recording
 from sockopt_trace.analyzer.render import Result
+from sockopt_trace.analyzer.storage import ObjectPath
 from sockopt_trace.analyzer.summary import (
     TOTAL,
     RecordingSummary,
@@ -149,8 +150,8 @@ def _time(ns: int | None) -> Any:
     return None if ns is None else to_datetime(ns)
 
 
-def _size(path: Path) -> int | None:
+def _size(path: FilePath) -> int | None:
     try:
-        return path.stat().st_size
+        return storage.size(path) if isinstance(path, ObjectPath) else path.stat().st_size
     except OSError:
         return None

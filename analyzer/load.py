@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sockopt_trace.analyzer import symbolviews
 from sockopt_trace.analyzer.database import Loaded, Setup, Source, connect
 from sockopt_trace.analyzer.filters import Filters
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.storage import Prune, hosts_in_where
+from sockopt_trace.analyzer.symbolize import prepare as prepare_symbols
 from sockopt_trace.analyzer.timespec import is_offset, parse_time_bound
 
 Specs = Sequence[str | Path]
@@ -26,17 +28,21 @@ def load(
 ) -> Loaded:
     """Open and validate the recording, register its views and filter `events`.
 
+    Call sites its recorder could only name module+offset are named from debug information
+    first, if there is some (`symbolize.prepare`; `notes` say what it did).
     `filters.since`/`until` are wall-clock times or offsets from the recording's start (see
     `timespec`); `filters.where` is a SQL boolean expression over the `events` columns.
     """
     rec = open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters))
+    symbols, notes = prepare_symbols([rec])
     [loaded] = connect(
         [Source(rec, filters)],
         skip_bad=skip_bad,
         threads=threads,
-        setup=setup,
+        setup=[symbolviews.setup(symbols), *setup],
         allow_external=allow_external,
     )
+    loaded.notes = notes
     return loaded
 
 

@@ -306,11 +306,12 @@ def parse_metadata(raw: bytes | None) -> RecordingMetadata:
 
 def check_columns(file_schema: pa.Schema) -> tuple[str, ...]:
     """Every contract column present with its type, context columns checked where present
-    (extra columns are allowed). Raises BadFile."""
+    (extra columns are allowed, and columns added since the format began may be missing).
+    Raises BadFile."""
     for name, (typ, _) in {**schema.COLUMNS, **schema.CONTEXT_COLUMNS}.items():
         index = file_schema.get_field_index(name)
-        if index < 0 and name in schema.CONTEXT_COLUMNS:
-            continue  # recorded only when asked for
+        if index < 0 and (name in schema.CONTEXT_COLUMNS or name in schema.ADDED_COLUMNS):
+            continue  # recorded only when asked for, or by newer recorders
         if index < 0:
             raise BadFile(f"column '{name}' is missing: not a {schema.FORMAT_NAME} recording")
         found = file_schema.field(index).type

@@ -184,7 +184,7 @@ def register(
             .withColumn("recording_span_s", seconds)
         )
     union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
-    for column, (typ, _) in schema.CONTEXT_COLUMNS.items():  # not recorded: NULL, as on DuckDB
+    for column, (typ, _) in schema.optional_columns().items():  # absent: NULL, as on DuckDB
         if column not in union.columns:
             union = union.withColumn(column, F.lit(None).cast(_SPARK_TYPES[str(typ)]))
     union.createOrReplaceTempView(f"{names.events_all}_raw")

@@ -21,6 +21,12 @@ import duckdb
 
 from sockopt_trace.analyzer.database import execute
 from sockopt_trace.analyzer.recording import Recording
+from sockopt_trace.analyzer.symbolviews import (
+    CALLSITE_KEYS,
+    CALLSITE_LABEL,
+    STACK_KEYS,
+    STACK_LABEL,
+)
 
 UNKNOWN_FRAME = "[unknown]"
 
@@ -34,6 +40,15 @@ class StackSource:
     @property
     def full(self) -> bool:
         return self.column == "stack"
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The recorded columns to group by (symbolviews.py: name the groups, not the rows)."""
+        return STACK_KEYS if self.full else CALLSITE_KEYS
+
+    @property
+    def label(self) -> str:
+        return STACK_LABEL if self.full else CALLSITE_LABEL
 
     def describe(self) -> str:
         """One line for people: where the frames come from."""
@@ -56,16 +71,24 @@ def folded_sql(source: StackSource, events: str = "events") -> str:
     """SELECT folded, calls, time_ns: one row per distinct folded stack, most calls first.
 
     Groups by the raw columns and builds the text only for the result rows; `;` inside a
-    process or option name would split a frame, so it becomes `:`.
+    process or option name would split a frame, so it becomes `:`. Rows that name the same
+    stack (two call sites of one function) are then added up.
     """
+    keys = ", ".join(source.keys)
     return f"""
 WITH grouped AS (
-    SELECT comm, {source.column} AS frames, level, optname,
+    SELECT comm, {keys}, level, optname,
         sum({source.weight}) AS calls,
         sum(latency_ns * {source.weight}) AS time_ns
     FROM {events}
     WHERE {source.weight} IS NOT NULL
-    GROUP BY comm, {source.column}, level, optname
+    GROUP BY comm, {keys}, level, optname
+),
+named AS (
+    SELECT comm, {source.label} AS frames, level, optname, sum(calls) AS calls,
+        sum(time_ns) AS time_ns
+    FROM grouped
+    GROUP BY ALL
 )
 SELECT replace(coalesce(comm, '{UNKNOWN_FRAME}'), ';', ':')
         || ';' || coalesce(nullif(frames, ''), '{UNKNOWN_FRAME}')
@@ -73,7 +96,7 @@ SELECT replace(coalesce(comm, '{UNKNOWN_FRAME}'), ';', ':')
         AS folded,
     CAST(calls AS BIGINT) AS calls,
     CAST(time_ns AS BIGINT) AS time_ns
-FROM grouped
+FROM named
 ORDER BY calls DESC, folded
 """
 

@@ -18,11 +18,14 @@ Views and tables (with a prefix when two recordings share a connection, `ViewNam
   `protocol_name`, `state_name` (the socket's), `value_name` (the value returned, named where
   the option's value is a name: SO_ERROR's errno, SO_TYPE, SO_DOMAIN, SO_PROTOCOL),
   `stack_weight` (how many calls a row's stack stands for when stacks are sampled; NULL on rows
-  without a stack) and `recording_id`;
+  without a stack) and `recording_id`; `callsite` and `stack` as the symbols sidecar names
+  them where it does (symbolviews.py), the recorder's text in `callsite_recorded` and
+  `stack_recorded`; columns added to the format since a file was written are NULL in it;
 - `events`: `events_all` after --where, --since and --until (`database.filter_events`);
 - `files`: one row per file, from its metadata;
 - `recordings`: one row per recording, its span within --since/--until (`span`);
-- `level_names`, `optname_names`, `errno_names`: the tables of `names`, for ad hoc joins.
+- `level_names`, `optname_names`, `errno_names`: the tables of `names`, for ad hoc joins;
+- `symbols`: the rows of the recordings' symbols sidecars (symbolviews.setup).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import duckdb
 import pyarrow as pa
 
 from sockopt_trace import schema
-from sockopt_trace.analyzer import names, storage
+from sockopt_trace.analyzer import names, storage, symbolviews
 from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.recording import (
     SKIP_HINT,
@@ -85,6 +88,7 @@ def macros() -> list[str]:
         "WHEN port IS NULL THEN addr "
         "WHEN addr LIKE '%:%' THEN '[' || addr || ']:' || CAST(port AS VARCHAR) "
         "ELSE addr || ':' || CAST(port AS VARCHAR) END",
+        *symbolviews.macros(None),  # the recorded names, until symbols are registered
     ]
 
 
@@ -232,13 +236,14 @@ def events_sql(rec: Recording, spans: Mapping[str, RecordingSpan]) -> str:
         f"FROM read_parquet({_paths(files)}{options})"
         for (period, recording_id), files in sorted(by_part.items())
     ]
-    return decoded_sql("(" + "\nUNION ALL BY NAME\n".join(parts) + ")")
+    decoded = decoded_sql("(" + "\nUNION ALL BY NAME\n".join(parts) + ")")
+    return f"SELECT {symbolviews.view_columns()} FROM ({decoded})"
 
 
 def decoded_sql(source: str) -> str:
     """The rows of `source` with the decoded columns (the same on every engine)."""
     return f"""
-SELECT *,
+SELECT *, callsite AS callsite_recorded, stack AS stack_recorded,
     ns_to_time(ts_ns) AS time,
     level_label(level) AS level_name,
     optname_label(level, optname) AS optname_name,
@@ -254,11 +259,12 @@ FROM {source}
 
 
 def _absent_columns(files: Sequence[RecordingFile]) -> str:
-    """NULLs for the context columns none of these files has (not recorded)."""
+    """NULLs for the columns none of these files has: context columns not recorded, columns
+    added to the format since the files were written."""
     have = {c for f in files for c in f.columns}
     return "".join(
-        f"CAST(NULL AS {_SQL_TYPES[schema.CONTEXT_COLUMNS[c][0]]}) AS {c}, "
-        for c in schema.CONTEXT_COLUMNS
+        f"CAST(NULL AS {_SQL_TYPES[typ]}) AS {c}, "
+        for c, (typ, _) in schema.optional_columns().items()
         if c not in have
     )
 

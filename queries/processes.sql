@@ -15,7 +15,8 @@ WITH grouped AS (
 per_recording AS (
     SELECT {keys}, g.recording_id, sum(weight) AS calls, max(r.recording_span_s) AS seconds
     FROM grouped AS g
-    JOIN recordings AS r ON r.recording_id = g.recording_id
+    JOIN (SELECT recording_id, recording_span_s FROM recordings) AS r
+        ON r.recording_id = g.recording_id
     WHERE weight IS NOT NULL
     GROUP BY {keys}, g.recording_id
 ),

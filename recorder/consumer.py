@@ -18,18 +18,12 @@ import mmap
 import queue
 import select
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
 
-from sockopt_trace.recorder.events import (
-    BUSY_BIT,
-    DISCARD_BIT,
-    RECORD_EXEC,
-    RECORD_NEWPROC,
-    event_dtype,
-    record_dtype,
-)
+from sockopt_trace.recorder.events import BUSY_BIT, DISCARD_BIT, event_dtype, record_dtype
 
 PAGE = mmap.PAGESIZE
 
@@ -65,6 +59,10 @@ class RingReader:
 
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
+
+    def positions(self) -> tuple[int, int]:
+        """(consumer, producer) positions: bytes read and written since the ring was made."""
+        return int(self._cons[0]), int(self._prod[0])
 
     def drain(self, max_records: int = 1 << 16) -> np.ndarray:
         """Copy out up to max_records committed events and release their space to the kernel."""
@@ -111,28 +109,24 @@ class Consumer(threading.Thread):
 
     Never blocks on the writer: if the queue holds `max_queued` events already, a batch is
     dropped and counted (`dropped`), so the kernel side never stalls because the disk is slow.
-    Calls are read in batches every `batch_interval`; notices (a traced process exec'ed, a
-    process made its first call) wake it at once, and go to `on_exec` / `on_pids` right away so
-    that symbols of short-lived processes are loaded while /proc/PID/maps still exists.
+    Calls are read in batches every `batch_interval`. `on_batch` sees each batch just before
+    it is queued, and an empty one when there was none, so that what names the calls (the
+    kernel's mapping records, symbols.py) is taken in before the writer needs it.
     """
 
     def __init__(
         self,
         reader: RingReader,
         out: queue.Queue,
-        on_pids: Callable[[np.ndarray], None],
-        on_exec: Callable[[int], None] = lambda _pid: None,
-        notices: RingReader | None = None,
+        on_batch: Callable[[np.ndarray], None] = lambda _batch: None,
         max_queued: int = 1 << 18,  # 20 MB of events: the bound on user-space buffering
         poll_ms: int = 50,
         batch_interval: float = 0.02,
     ) -> None:
         super().__init__(name="sockopt-consumer", daemon=True)
         self.reader = reader
-        self.notices = notices
         self.out = out
-        self.on_pids = on_pids
-        self.on_exec = on_exec
+        self.on_batch = on_batch
         self.max_queued = max_queued
         self.poll_ms = poll_ms
         self.batch_interval = batch_interval
@@ -149,40 +143,24 @@ class Consumer(threading.Thread):
             self._queued -= n
 
     def run(self) -> None:
-        idle = select.poll()  # nothing to read: sleep until calls or notices arrive
+        idle = select.poll()  # nothing to read: sleep until calls arrive
         idle.register(self.reader.fd, select.POLLIN)
-        aging = select.poll()  # calls just read: let the next ones age, but not the notices
-        if self.notices is not None:
-            idle.register(self.notices.fd, select.POLLIN)
-            aging.register(self.notices.fd, select.POLLIN)
         try:
             while not self.stop_event.is_set():
-                self.drain_notices()
                 if self.drain_all():
                     # Reading lines the producing CPU has just written costs a cross-core
                     # transfer each (measured: ~250 ns per event when chasing the producer,
                     # ~10 ns when reading behind it).
                     if self.reader.pending_bytes() < self.reader.size // 2:
-                        aging.poll(int(self.batch_interval * 1000))
+                        time.sleep(self.batch_interval)
                 else:
+                    self.on_batch(np.empty(0, event_dtype()))
                     idle.poll(self.poll_ms)
-            self.drain_notices()
             self.drain_all()  # what the kernel wrote before detach
         except BaseException as err:  # surfaced by the session, never silently
             self.error = err
         finally:
             self.out.put(None)
-
-    def drain_notices(self) -> None:
-        if self.notices is None:
-            return
-        while len(batch := self.notices.drain()):
-            kinds, pids = batch["stack_id"], batch["pid"]
-            for pid in np.unique(pids[kinds == RECORD_EXEC]).tolist():
-                self.on_exec(pid)
-            new = pids[kinds == RECORD_NEWPROC]
-            if len(new):
-                self.on_pids(np.unique(new))
 
     def drain_all(self) -> int:
         """Take every call committed so far; return how many that was."""
@@ -195,11 +173,13 @@ class Consumer(threading.Thread):
             end -= len(batch) * self.reader.record_size
             total += len(batch)
             self.received += len(batch)
-            self.on_pids(np.unique(batch["pid"]))
             with self._lock:
-                if self._queued + len(batch) > self.max_queued:
+                keep = self._queued + len(batch) <= self.max_queued
+                if keep:
+                    self._queued += len(batch)
+                else:
                     self.dropped += len(batch)
-                    continue
-                self._queued += len(batch)
-            self.out.put(batch)
+            self.on_batch(batch if keep else batch[:0])
+            if keep:
+                self.out.put(batch)
         return total

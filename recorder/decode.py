@@ -7,7 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from sockopt_trace.recorder.symbols import Symbolizer, dictionary, group_rows
+from sockopt_trace import schema
+from sockopt_trace.recorder.grouping import dictionary, group_rows
+from sockopt_trace.recorder.symbols import Symbolizer
 
 
 def comm_strings(comms: np.ndarray) -> pa.Array:
@@ -40,16 +42,24 @@ class Decoder:
         self.symbolizer = symbolizer
         self.walk_stack = walk_stack
 
+    def file_facts(self) -> dict[str, int]:
+        """Metadata of the file being sealed: its call sites left as module+offset."""
+        return {"unresolved_sites": self.symbolizer.take_unresolved()} if self.symbolizer else {}
+
     def __call__(self, ev: np.ndarray, clock_offset: int) -> dict[str, pa.Array]:
         n = len(ev)
         pids = ev["pid"].astype(np.int32)
         if self.symbolizer is not None and ev["callsite"].any():
-            callsite = self.symbolizer.callsites(pids, ev["callsite"])
-            stack = self.symbolizer.folded_stacks(
-                pids, ev["stack_id"], ev["callsite"], self.walk_stack
+            sites = self.symbolizer.callsites(pids, ev["callsite"], ev["ts_ns"])
+            stacks = self.symbolizer.folded_stacks(
+                pids, ev["stack_id"], ev["callsite"], ev["ts_ns"], self.walk_stack
             )
+            self.symbolizer.decoded(n)
         else:
-            callsite = stack = dictionary(np.zeros(n, np.int32), [None])
+            if self.symbolizer is not None:
+                self.symbolizer.decoded(n)
+            sites = {name: null_column(name, n) for name in CALLSITE_COLUMNS}
+            stacks = {name: null_column(name, n) for name in ("stack", "stack_locations")}
         return {
             "ts_ns": pa.array(ev["ts_ns"].astype(np.int64) + clock_offset),
             "latency_ns": pa.array(ev["latency_ns"].astype(np.int64)),
@@ -64,6 +74,22 @@ class Decoder:
             "optlen_in": pa.array(ev["optlen_in"]),
             "optlen_out": pa.array(ev["optlen_out"]),
             "ret": pa.array(ev["ret"]),
-            "callsite": callsite,
-            "stack": stack,
+            **sites,
+            **stacks,
         }
+
+
+CALLSITE_COLUMNS = (
+    "callsite",
+    "callsite_object",
+    "callsite_build_id",
+    "callsite_offset",
+    "callsite_address",
+)
+
+
+def null_column(name: str, n: int) -> pa.Array:
+    """A column of nulls of the format's type for `name` (dictionary-typed for strings)."""
+    if schema.COLUMNS[name][0] == pa.string():
+        return dictionary(np.zeros(n, np.int32), [None])
+    return pa.nulls(n, pa.int64())

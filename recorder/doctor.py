@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder import environment
+from sockopt_trace.recorder.perfmaps import open_tracker
 from sockopt_trace.recorder.probe import (
     MODES,
     OLDEST_KERNEL,
@@ -113,7 +114,10 @@ def run_checks() -> list[Check]:
     except UserError as err:
         checks.append(Check("bcc", False, "not importable", str(err)))
         return checks
-    if not root or not all(c.ok for c in checks if c.name in ("kernel headers", "tracefs")):
+    if not root:
+        return checks
+    checks.append(_mapping_records())
+    if not all(c.ok for c in checks if c.name in ("kernel headers", "tracefs")):
         return checks
     if missing:
         return checks
@@ -126,6 +130,20 @@ def run_checks() -> list[Check]:
         except AttachError as err:
             checks.append(Check(f"probe {mode}", False, str(err), _mode_fix(mode)))
     return checks
+
+
+def _mapping_records() -> Check:
+    """The kernel's perf mapping records, which name call sites of processes that exit."""
+    tracker, why = open_tracker()
+    if tracker is None:
+        fix = (
+            "optional: without them, call sites of processes that exit within milliseconds may "
+            "be [unknown]; allow perf_event_open (a seccomp or security policy refuses it)"
+        )
+        return Check("mapping records", False, why or "unavailable", fix)
+    ids = "with build-ids" if tracker.kernel_build_ids else "without build-ids (kernel < 5.12)"
+    tracker.close()
+    return Check("mapping records", True, f"perf side-band on every CPU, {ids}")
 
 
 def _mode_fix(mode: str) -> str:

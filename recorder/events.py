@@ -25,10 +25,6 @@ def _defines(text: str) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"#define\s+(\w+)\s+\(?(-?\d+)\)?", text)}
 
 
-RECORD_EXEC = _defines(HEADER.read_text())["RECORD_EXEC"]
-RECORD_NEWPROC = _defines(HEADER.read_text())["RECORD_NEWPROC"]
-
-
 @cache
 def event_dtype() -> np.dtype:
     text = HEADER.read_text()

@@ -12,9 +12,9 @@
  *   RINGBUF_PAGES, STACK_ENTRIES, WAKEUP_EVERY
  *
  * Cost on the hot path matters (DESIGN.md targets): no stack walk unless asked for; the reader
- * of `events` is woken only every WAKEUP_EVERY events per CPU, otherwise it reads on a timer;
- * new processes are announced at once on the small `notices` ring, so that user space can read
- * /proc/PID/maps while the process lives.
+ * of `events` is woken only every WAKEUP_EVERY events per CPU, otherwise it reads on a timer.
+ * Where call sites are in which file is not found here but from the kernel's perf mapping
+ * records (recorder/perfmaps.py), which outlive the processes.
  */
 #include <uapi/linux/ptrace.h>
 #include "getsockopt.h"
@@ -38,17 +38,11 @@ struct entry {
 struct cpu_state {
 	u64 counters[NR_COUNTERS];
 	u64 since_wakeup;
-	u32 last_tgid;
-	u32 pad;
 };
 
 BPF_TASK_STORAGE(entries, struct entry);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
-/* Notices for user space that must not wait behind the calls (which it reads in batches, every
- * 20 ms): a traced process exec'ed, or a process made its first call. Always woken at once. */
-BPF_RINGBUF_OUTPUT(notices, 16);
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
-BPF_TABLE("lru_hash", u32, u8, seen_tgids, 65536);
 
 #ifdef FILTER_PID
 BPF_HASH(pid_filter, u32, u8, 65536);
@@ -69,20 +63,6 @@ static __always_inline void count(int idx)
 	struct cpu_state *st = state.lookup(&zero);
 	if (st)
 		st->counters[idx] += 1;
-}
-
-static __always_inline void notice(u32 tgid, u32 tid, s32 kind)
-{
-	struct event *ev = notices.ringbuf_reserve(sizeof(struct event));
-	if (!ev)
-		return;  /* best effort: symbols are then read when the calls are */
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->pid = tgid;
-	ev->tid = tid;
-	ev->stack_id = kind;
-	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
-	notices.ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
 }
 
 static __always_inline int traced(u32 tgid)
@@ -189,14 +169,6 @@ static __always_inline int on_exit(void *ctx, long ret)
 	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
 
 	u64 flags = BPF_RB_NO_WAKEUP;
-	if (tgid != st->last_tgid) {
-		st->last_tgid = tgid;
-		if (!seen_tgids.lookup(&tgid)) {
-			u8 one = 1;
-			seen_tgids.update(&tgid, &one);
-			notice(tgid, tid, RECORD_NEWPROC);
-		}
-	}
 	if (++st->since_wakeup >= WAKEUP_EVERY) {
 		st->since_wakeup = 0;
 		flags = BPF_RB_FORCE_WAKEUP;
@@ -216,16 +188,6 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	u8 one = 1;
 	if (pid_filter.lookup(&parent))
 		pid_filter.update(&child, &one);
-	return 0;
-}
-
-/* A traced process exec'ed: tell user space at once (see RECORD_EXEC in getsockopt.h). */
-TRACEPOINT_PROBE(sched, sched_process_exec)
-{
-	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32;
-	if (pid_filter.lookup(&tgid))
-		notice(tgid, (u32)id, RECORD_EXEC);
 	return 0;
 }
 #endif

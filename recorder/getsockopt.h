@@ -20,17 +20,9 @@ struct event {
 	s32 optlen_in;   /* *optlen at entry, -1 if unreadable */
 	s32 optlen_out;  /* *optlen at exit, -1 if unreadable */
 	s32 ret;         /* 0 or -errno */
-	s32 stack_id;    /* user stack in the stacks map, or -1 (stacks off) or -2 (lost);
-			  * on the notices ring, what the notice announces (see below) */
+	s32 stack_id;    /* user stack in the stacks map, or -1 (stacks off) or -2 (lost) */
 	char comm[COMM_LEN];
 };
-
-/* Records on the `notices` ring are not calls; their stack_id says what they announce (pid, tid,
- * comm and ts_ns are set): RECORD_EXEC, a traced process has just exec'ed; RECORD_NEWPROC, a
- * process made its first call. User space reads the process's memory map at once, so that a
- * short-lived program still has its call sites named. Never written to files. */
-#define RECORD_EXEC (-3)
-#define RECORD_NEWPROC (-4)
 
 /* Per-CPU counters, indexes into struct cpu_state.counters. Order matches recorder/probe.py. */
 enum counter {

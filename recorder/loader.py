@@ -23,7 +23,7 @@ from sockopt_trace.errors import ExitCode, UserError
 if TYPE_CHECKING:
     from sockopt_trace.recorder.probe import ProbeConfig
 
-MAP_NAMES = ("events", "notices", "state", "stacks")
+MAP_NAMES = ("events", "state", "stacks")
 MAX_FDS = 64
 
 

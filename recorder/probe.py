@@ -26,7 +26,6 @@ from sockopt_trace.recorder.events import counter_names, record_dtype
 from sockopt_trace.recorder.loader import Handles, load_in_child
 
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
-NOTICES_SIZE = 16 * 4096  # BPF_RINGBUF_OUTPUT(notices, 16) in getsockopt.bpf.c
 MODES = ("fentry", "kprobe", "tracepoint")
 # Where kprobe and fentry attach, best first: __sys_getsockopt takes the syscall's arguments
 # (Linux 4.19 to at least 6.12, callers: the syscall and its compat twin); where it is inlined or
@@ -113,10 +112,6 @@ class Probe:
     @property
     def ringbuf_fd(self) -> int:
         return self.handles.maps["events"]
-
-    @property
-    def notices_fd(self) -> int:
-        return self.handles.maps["notices"]
 
     def counters(self) -> dict[str, int]:
         """Kernel counters summed over CPUs, by name (see enum counter in getsockopt.h)."""

@@ -24,7 +24,8 @@ from sockopt_trace.recorder.allocator import keep_freed_memory
 from sockopt_trace.recorder.consumer import Consumer, RingReader
 from sockopt_trace.recorder.decode import Decoder
 from sockopt_trace.recorder.launcher import Command
-from sockopt_trace.recorder.probe import NOTICES_SIZE, Probe, ProbeConfig, attach, validate
+from sockopt_trace.recorder.perfmaps import open_tracker
+from sockopt_trace.recorder.probe import Probe, ProbeConfig, attach, validate
 from sockopt_trace.recorder.status import StatusLine
 from sockopt_trace.recorder.symbols import Symbolizer
 from sockopt_trace.recorder.writer import (
@@ -91,34 +92,41 @@ def record(opts: RecordOptions) -> RecordResult:
     if command:
         opts.probe.pids = [*opts.probe.pids, command.pid]
         opts.probe.follow_forks = True
+    # mapping records start before the first call can be seen, so no process falls in between
+    symbolizer, why = None, None
+    if opts.probe.callsites or opts.probe.stacks:
+        tracker, why = open_tracker()
+        symbolizer = Symbolizer(tracker)
     try:
         probe = attach(opts.probe)
     except BaseException:
         if command:
             command.cancel()
+        if symbolizer:
+            symbolizer.close()
         raise
     try:
-        return _run(opts, wcfg, probe, command)
+        return _run(opts, wcfg, probe, command, symbolizer, why)
     finally:
         probe.close()
 
 
 def _run(
-    opts: RecordOptions, wcfg: WriterConfig, probe: Probe, command: Command | None
+    opts: RecordOptions,
+    wcfg: WriterConfig,
+    probe: Probe,
+    command: Command | None,
+    symbolizer: Symbolizer | None,
+    no_tracker: str | None,
 ) -> RecordResult:
     cfg = opts.probe
     keep_freed_memory()
-    symbolizer = Symbolizer() if cfg.callsites or cfg.stacks else None
     reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size)
-    notices = RingReader(probe.notices_fd, NOTICES_SIZE)
+    if symbolizer:  # processes that run already; a traced command is covered by the records
+        symbolizer.attach_ring(reader)
+        symbolizer.start(cfg.pids if cfg.pids and not cfg.comms else None)
     batches: queue.Queue = queue.Queue()
-    consumer = Consumer(
-        reader,
-        batches,
-        symbolizer.observe if symbolizer else (lambda _pids: None),
-        symbolizer.prepare_exec if symbolizer else (lambda _pid: None),
-        notices,
-    )
+    consumer = Consumer(reader, batches, symbolizer.observe if symbolizer else lambda _b: None)
     write_errors = 0
 
     def losses() -> dict[str, int]:
@@ -142,7 +150,8 @@ def _run(
         "stacks": _stacks_mode(cfg),
         "stack_sample_period": cfg.stack_sample_period if cfg.stacks else 1,
     }
-    writer = RecordingWriter(wcfg, base, Decoder(wcfg.host, symbolizer, probe.stack), losses)
+    decoder = Decoder(wcfg.host, symbolizer, probe.stack)
+    writer = RecordingWriter(wcfg, base, decoder, losses, decoder.file_facts)
     status = StatusLine(opts.status, quiet=opts.quiet)
     stop = _Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -152,8 +161,11 @@ def _run(
     try:
         if command:
             command.release()
-            if symbolizer:  # a short run may be gone by the time its first event is read
-                symbolizer.prepare_exec(command.pid, wait=0.05)
+        if no_tracker:
+            status.info(
+                f"warning: no mapping records ({no_tracker}): call sites of processes that "
+                "exit within milliseconds may be [unknown]"
+            )
         skipped = "".join(f"; {m} not used: {why}" for m, why in probe.skipped.items())
         status.info(f"recording getsockopt calls ({probe.mode} probe{skipped}) into {opts.output}/")
         deadline = time.monotonic() + opts.duration if opts.duration else None
@@ -209,11 +221,10 @@ def _run(
         for s, handler in old.items():
             signal.signal(s, handler)
         consumer.stop_event.set()
+        if symbolizer:  # first: its thread reads the ring's positions
+            symbolizer.close()
         with contextlib.suppress(Exception):
             reader.close()
-            notices.close()
-        if symbolizer:
-            symbolizer.close()
         status.finish()
     if command:
         with contextlib.suppress(ChildProcessError):
@@ -230,6 +241,11 @@ def _run(
             else ""
         )
     )
+    if symbolizer and symbolizer.records_lost:
+        status.info(
+            f"warning: the kernel dropped {symbolizer.records_lost:,} mapping records (its "
+            "buffers were full): call sites of processes that exited quickly may be [unknown]"
+        )
     if error:
         raise UserError(error, OUTPUT_ERROR)
     return RecordResult(

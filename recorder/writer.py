@@ -108,7 +108,8 @@ class RecordingWriter:
 
     `to_columns` converts a sorted numpy batch into the format's columns (call sites and stacks
     are symbolized there); `losses` returns cumulative loss counters so each file can carry the
-    losses of its own span.
+    losses of its own span; `file_facts`, if given, returns what else the file being sealed
+    should say about its rows (metadata fields), counted since the previous file was sealed.
     """
 
     def __init__(
@@ -117,8 +118,10 @@ class RecordingWriter:
         base_metadata: dict[str, Any],
         to_columns: Callable[[np.ndarray, int], dict[str, pa.Array]],
         losses: Callable[[], dict[str, int]],
+        file_facts: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
+        self.file_facts = file_facts
         self.base = base_metadata
         self.to_columns = to_columns
         self.losses = losses
@@ -285,6 +288,7 @@ class RecordingWriter:
             events=self._file_rows,
             lost={r: lost.get(r, 0) for r in schema.LOSS_REASONS},
             stacks_lost=stacks_lost,
+            **(self.file_facts() if self.file_facts else {}),
         )
         try:
             self._writer.add_key_value_metadata({schema.METADATA_KEY: meta.to_bytes()})

@@ -17,7 +17,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-ALL=(nginx-before nginx-after curl python-asyncio pgbench haproxy-nginx-unix steady-before steady-after)
+ALL=(nginx-before nginx-after curl python-asyncio pgbench haproxy-nginx-unix steady-before steady-after
+     stripped)
 
 # Ports on 127.0.0.1 (all free on a fresh machine; the script stops if one is taken).
 BACKEND=18100      # nginx: `return 200`, no access log: the origin for the proxy, curl, python
@@ -298,13 +299,40 @@ EOF
   stop_nginx
 }
 
+sample_stripped() {
+  # tests/workloads/layers.c built with debug information, then stripped as distributions ship
+  # programs; its debug file goes to sample_traces/stripped-debug/ in the .build-id layout of
+  # /usr/lib/debug, for `sockopt-trace symbolize --debug-dir` (README).
+  local debug="$HERE/stripped-debug" id
+  gcc -O2 -g -fdebug-prefix-map="$ROOT/tests/workloads=." -o "$W/layers.full" \
+    "$ROOT/tests/workloads/layers.c"
+  id=$("$ROOT/.venv/bin/python" -c 'import sys; from sockopt_trace.recorder.elfsyms import ElfSymbols
+print(ElfSymbols(sys.argv[1]).build_id)' "$W/layers.full")
+  rm -rf "$debug"
+  mkdir -p "$debug/.build-id/${id:0:2}"
+  objcopy --only-keep-debug "$W/layers.full" "$debug/.build-id/${id:0:2}/${id:2}.debug"
+  strip --strip-all -o "$W/layers" "$W/layers.full"
+  record stripped -- "$W/layers" 1000 >/dev/null
+}
+
 write_versions() {
+  local version
+  version=$("$ROOT/.venv/bin/python" -c 'import sockopt_trace; print(sockopt_trace.__version__)')
+  if [ ${#names[@]} -lt ${#ALL[@]} ]; then  # some samples only: say so beside the others
+    for name in "${names[@]}"; do
+      sed -i "/^re-recorded $name:/d" "$HERE/VERSIONS.txt"
+      echo "re-recorded $name: $(date -u +%Y-%m-%dT%H:%M:%SZ), kernel $(uname -r)," \
+        "sockopt-trace $version, $(gcc --version | head -1)" >>"$HERE/VERSIONS.txt"
+    done
+    return
+  fi
   {
     echo "# What recorded the samples (written by sample_traces/record.sh)"
     echo "recorded: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "kernel: $(uname -r)"
     echo "os: Debian $(cat /etc/debian_version)"
-    echo "sockopt-trace: $("$ROOT/.venv/bin/python" -c 'import sockopt_trace; print(sockopt_trace.__version__)')"
+    echo "sockopt-trace: $version"
+    echo "gcc: $(gcc --version | head -1)"
     dpkg-query -W -f '${Package}: ${Version}\n' nginx apache2-utils curl python3 haproxy \
       "postgresql-[0-9]*" 2>/dev/null | grep -v ': $'
   } >"$HERE/VERSIONS.txt"
@@ -324,5 +352,6 @@ for name in "${names[@]}"; do
   "sample_$name"
 done
 chmod -R a+rX "${names[@]/#/$HERE/}"
+[[ " ${names[*]} " != *" stripped "* ]] || chmod -R a+rX "$HERE/stripped-debug"
 write_versions
 log "done: $(du -sh "$HERE" | cut -f1) in sample_traces/"

@@ -18,9 +18,12 @@ for arg in "$@"; do
 done
 
 if [ "$system" = 1 ]; then
-  # qemu-system-x86, busybox-static, cpio: the VM tier (tests/vm) boots Debian kernels under qemu
+  # qemu-system-x86, busybox-static, cpio: the VM tier (tests/vm) boots Debian kernels under qemu;
+  # llvm: llvm-symbolizer for `symbolize`; debuginfod and xz-utils: its tests (a real server,
+  # MiniDebugInfo as distributions make it)
   pkgs=(python3-bpfcc linux-headers-amd64 gcc libc6-dev bpftool chromium curl
-        qemu-system-x86 busybox-static cpio openjdk-17-jre-headless)
+        qemu-system-x86 busybox-static cpio openjdk-17-jre-headless
+        llvm debuginfod xz-utils)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

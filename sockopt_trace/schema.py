@@ -43,7 +43,25 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "ret": (pa.int32(), "return value: 0, or -errno"),
     "callsite": (pa.string(), "the instruction after the call into libc's getsockopt, symbolized"),
     "stack": (pa.string(), "folded user stack outer;...;inner, null unless stacks were on"),
+    # Where the call site is, for naming it later from debug information (symbolize)
+    "callsite_object": (pa.string(), "path of the file the call site is in, as mapped"),
+    "callsite_build_id": (pa.string(), "GNU build-id of that file, hex"),
+    "callsite_offset": (pa.int64(), "file offset of the call site in that file"),
+    "callsite_address": (pa.int64(), "ELF virtual address of the call site in that file"),
+    "stack_locations": (
+        pa.string(),
+        "the stack's frames as BUILDID:0xOFFSET:0xADDRESS (the path where no build-id), "
+        "outer;...;inner",
+    ),
 }
+# Columns files written before they existed lack (still format version 1): readers see nulls.
+ADDED_COLUMNS = (
+    "callsite_object",
+    "callsite_build_id",
+    "callsite_offset",
+    "callsite_address",
+    "stack_locations",
+)
 
 ARROW_SCHEMA = pa.schema([pa.field(name, typ) for name, (typ, _) in COLUMNS.items()])
 
@@ -77,6 +95,13 @@ CONTEXT_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "tcpi_delivery_rate": (pa.int64(), "TCP_INFO: tcpi_delivery_rate, bytes per second"),
 }
 
+
+def optional_columns() -> dict[str, tuple[pa.DataType, str]]:
+    """The columns a file may lack, which readers see as nulls: context columns recorded only
+    when asked for, and columns added since the first files were written."""
+    return {**{c: COLUMNS[c] for c in ADDED_COLUMNS}, **CONTEXT_COLUMNS}
+
+
 # How every writer of the format encodes columns (see parquet_write_options): strings through
 # Parquet dictionaries, the sorted timestamp and the mostly constant integers with delta encoding
 # (constant runs cost nothing), latency through a dictionary (few distinct values in practice).
@@ -85,7 +110,7 @@ CONTEXT_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 # on a recording of the nginx sample's workload: local_port 1.88 bytes/event delta, 0.69 plain).
 _ALL = {**COLUMNS, **CONTEXT_COLUMNS}
 STRING_COLUMNS = tuple(n for n, (t, _) in _ALL.items() if t == pa.string())
-DICTIONARY_COLUMNS = (*STRING_COLUMNS, "latency_ns")
+DICTIONARY_COLUMNS = (*STRING_COLUMNS, "latency_ns", "callsite_offset", "callsite_address")
 PLAIN_COLUMNS = ("local_port", "peer_port")
 DELTA_COLUMNS = tuple(n for n in _ALL if n not in (*DICTIONARY_COLUMNS, *PLAIN_COLUMNS))
 
@@ -119,6 +144,10 @@ class RecordingMetadata:
     stacks_lost: int = 0  # rows kept whose stack could not be captured (stack map full)
     stacks: str = "callsite"  # "off" | "callsite" | "full"
     stack_sample_period: int = 1  # 1 in N calls carries a full stack when stacks == "full"
+    # distinct call sites and stack frames in this file that the recorder could name only as
+    # module+offset (stripped binaries): `symbolize` can name them from debug information.
+    # None in files of recorders that did not count them.
+    unresolved_sites: int | None = None
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -137,6 +166,7 @@ class RecordingMetadata:
             "stacks_lost",
             "stacks",
             "stack_sample_period",
+            "unresolved_sites",
         }
         if missing:
             raise ValueError(f"metadata lacks {', '.join(sorted(missing))}")

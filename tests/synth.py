@@ -137,6 +137,7 @@ def synth_events(
         "callsite": _take(CALLSITES, site) if stacks != "off" else pa.nulls(n, pa.string()),
         "stack": _stacks(n, site, stacks, stack_sample_period),
         **_context(rng, proc, level, optname, ret),
+        **_locations(n, site, stacks, stack_sample_period),
     }
     return pa.table(columns, schema=SYNTH_SCHEMA)
 
@@ -185,6 +186,40 @@ def _context(
     return columns
 
 
+def _locations(n: int, site: np.ndarray, stacks: str, period: int) -> dict[str, Any]:
+    """Where the call sites are: one synthetic object, each site at its own offset."""
+    if stacks == "off":
+        return {
+            "callsite_object": pa.nulls(n, pa.string()),
+            "callsite_build_id": pa.nulls(n, pa.string()),
+            "callsite_offset": pa.nulls(n, pa.int64()),
+            "callsite_address": pa.nulls(n, pa.int64()),
+            "stack_locations": pa.nulls(n, pa.string()),
+        }
+    offsets = (0x1000 + 16 * site + 3).astype(np.int64)
+    return {
+        "callsite_object": _repeat("/opt/synth/bin/server", n),
+        "callsite_build_id": _repeat(SYNTH_BUILD_ID, n),
+        "callsite_offset": offsets,
+        "callsite_address": offsets,
+        "stack_locations": _stacks(n, site, stacks, period, STACK_LOCATIONS),
+    }
+
+
+SYNTH_BUILD_ID = "5e" * 20
+
+
+def frame_address(frame: str) -> int:
+    """Where a synthetic frame is: each distinct name at its own address of the one object."""
+    return 0x2000 + 16 * sorted({f for s in STACKS for f in s.split(";")}).index(frame)
+
+
+STACK_LOCATIONS = tuple(
+    ";".join(f"{SYNTH_BUILD_ID}:{frame_address(f):#x}:{frame_address(f):#x}" for f in s.split(";"))
+    for s in STACKS
+)
+
+
 def _repeat(value: str, n: int) -> pa.Array:
     return pc.take(pa.array([value]), pa.array(np.zeros(n, dtype=np.int32)))
 
@@ -193,10 +228,12 @@ def _take(vocab: Sequence[str], idx: np.ndarray) -> pa.Array:
     return pc.take(pa.array(list(vocab)), pa.array(idx.astype(np.int32)))
 
 
-def _stacks(n: int, site: np.ndarray, stacks: str, period: int) -> pa.Array:
+def _stacks(
+    n: int, site: np.ndarray, stacks: str, period: int, vocab: Sequence[str] = STACKS
+) -> pa.Array:
     if stacks != "full":
         return pa.nulls(n, pa.string())
-    arr = _take(STACKS, site)
+    arr = _take(vocab, site)
     keep = np.arange(n) % period == 0
     return pc.if_else(pa.array(keep), arr, pa.nulls(n, pa.string()))
 

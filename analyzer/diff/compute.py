@@ -28,6 +28,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from sockopt_trace.analyzer import symbolviews
 from sockopt_trace.analyzer.database import Loaded, Source, connect, execute
 from sockopt_trace.analyzer.diff import judge
 from sockopt_trace.analyzer.diff.group import Bins, Group
@@ -48,6 +49,7 @@ from sockopt_trace.analyzer.recording import Recording, open_recording
 from sockopt_trace.analyzer.reports import Report, load_queries, prepare
 from sockopt_trace.analyzer.span import wall_clock_ns
 from sockopt_trace.analyzer.summary import stacks_setting
+from sockopt_trace.analyzer.symbolize import prepare as prepare_symbols
 from sockopt_trace.analyzer.views import ViewNames
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata
@@ -113,7 +115,13 @@ def diff(
             sources += [Source(r, filters, ViewNames(f"{name}{i}_")) for i, r in enumerate(parts)]
         else:
             sources.append(Source(rec, filters, ViewNames(f"{name}_")))
-    loaded = connect(sources, skip_bad=skip_bad, allow_external=allow_external)
+    symbols, notes = prepare_symbols(recordings)  # call sites named as `report` names them
+    loaded = connect(
+        sources,
+        skip_bad=skip_bad,
+        allow_external=allow_external,
+        setup=[symbolviews.setup(symbols)],
+    )
     con = loaded[0].con
     try:
         base_side, new_side = (
@@ -128,7 +136,7 @@ def diff(
             callsites = [g for g in compared if g.status != "both"]
     finally:
         con.close()
-    warnings = settings_warnings(base_side.recording, new_side.recording, dims)
+    warnings = notes + settings_warnings(base_side.recording, new_side.recording, dims)
     return judge.judge(dims, sides, rows, callsites, warnings, alpha, min_change, replicated)
 
 

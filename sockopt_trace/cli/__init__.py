@@ -27,6 +27,7 @@ COMMANDS = {
     "diff": "diff",
     "html": "html",
     "export": "export",
+    "symbolize": "symbolize",
 }
 
 

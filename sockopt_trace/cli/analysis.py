@@ -155,7 +155,7 @@ def open_on_engine(
 
 
 def _notices(loaded: Loaded | SparkLoaded) -> None:
-    for line in loaded.recording.notices():
+    for line in [*loaded.recording.notices(), *getattr(loaded, "notes", [])]:
         warn(line)
 
 

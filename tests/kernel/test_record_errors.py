@@ -126,7 +126,8 @@ def test_doctor_reports_every_check_and_the_working_mode() -> None:
     attach, at a named kernel function, and auto must pick the best (fentry)."""
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("privileges", "BTF", "tracefs", "kernel headers", "bcc", "probe tracepoint"):
+    names = ("privileges", "BTF", "tracefs", "kernel headers", "bcc", "mapping records")
+    for name in (*names, "probe tracepoint"):
         assert any(
             line.split()[1:2] == name.split()[:1]
             for line in result.stdout.splitlines()

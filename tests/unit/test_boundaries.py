@@ -75,10 +75,14 @@ def test_doctor_and_record_help_load_neither_duckdb_nor_the_analyzer() -> None:
 
 def test_help_loads_no_library() -> None:
     """`--help` lists every command without importing either half's libraries (only the
-    analyzer's two constant tables that help texts quote)."""
+    analyzer's constant tables that help texts quote, and the label names they use)."""
     loaded = modules_after_cli("--help")
     assert "sockopt_trace.cli.diff" in loaded and "sockopt_trace.cli.record" in loaded
-    light = {"sockopt_trace.analyzer.dimensions", "sockopt_trace.analyzer.diffsettings"}
+    light = {
+        "sockopt_trace.analyzer.dimensions",
+        "sockopt_trace.analyzer.diffsettings",
+        "sockopt_trace.analyzer.symbolviews",
+    }
     assert heavy(loaded) - light == {"sockopt_trace.analyzer"}
     assert not {"bcc", "numpy", "pyarrow", "rich"} & loaded
     assert not {m for m in loaded if m.startswith("sockopt_trace.recorder")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
+import shutil
 import socket
 from collections import Counter
 from functools import cache
@@ -79,7 +80,8 @@ def test_sample_is_whole_and_self_describing(name: str) -> None:
     s = sample(name)
     assert s.files, f"{s.dir} holds no {schema.FILE_SUFFIX} file"
     assert not list(s.dir.glob(f"*{schema.PARTIAL_SUFFIX}"))
-    assert s.table.column_names == list(schema.COLUMNS)
+    # recorded before the call sites' locations were added to the format: read all the same
+    assert s.table.column_names == [c for c in schema.COLUMNS if c not in schema.ADDED_COLUMNS]
     for path, meta in zip(s.files, s.metadata, strict=True):
         assert meta.format == schema.FORMAT_NAME
         assert meta.format_version == schema.FORMAT_VERSION
@@ -116,10 +118,8 @@ def test_samples_fit_the_size_budget() -> None:
         if p.suffix == ".parquet":
             assert p.stat().st_size < FILE_BUDGET, p
     assert sum(p.stat().st_size for p in files) < TOTAL_BUDGET
-    assert {p.name for p in SAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__"} == {
-        *NAMES,
-        *REPLICATES,
-    }
+    dirs = {p.name for p in SAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert dirs == {*NAMES, *REPLICATES, "stripped", "stripped-debug"}
 
 
 def test_nginx_before_asks_so_error_once_per_proxied_request() -> None:
@@ -232,3 +232,35 @@ def test_replicate_samples_hold_each_run_of_steady_exactly(name: str) -> None:
         assert counted == expected
         assert all(r["callsite"] and r["callsite"] != "[unknown]" for r in rows)
     assert len(ids) == 3  # told apart by their recording ids
+
+
+@pytest.mark.skipif(shutil.which("llvm-symbolizer") is None, reason="needs llvm-symbolizer")
+def test_stripped_sample_is_named_from_its_debug_file(tmp_path: Path) -> None:
+    """A stripped program (tests/workloads/layers.c) as recorded: where each call is, not what;
+    then named by `symbolize` from its debug file, with file:line and the inlined function."""
+    from sockopt_trace.analyzer.debuginfo import DebugInfo
+    from sockopt_trace.analyzer.load import load
+    from sockopt_trace.analyzer.recording import open_recording
+    from sockopt_trace.analyzer.symbolize import symbolize
+
+    s = sample("stripped")
+    assert len(s.rows) == 3 * int(s.driver[-1])
+    assert {r["callsite"].split("+")[0] for r in s.rows} == {"layers"}
+    assert len({r["callsite_build_id"] for r in s.rows}) == 1
+    assert all(m.unresolved_sites == 3 for m in s.metadata)
+    rec = tmp_path / "stripped"
+    shutil.copytree(s.dir, rec)
+    debug = DebugInfo([SAMPLES / "stripped-debug"], system=False, urls=[], cache=tmp_path / "c")
+    done = symbolize(open_recording([rec]), debug)
+    assert [(o.named, o.lines) for o in done.objects] == [(3, 3)]
+    source = (SAMPLES.parent / "tests/workloads/layers.c").read_text().splitlines()
+    line = {m[1]: i for i, t in enumerate(source, 1) if (m := re.search(r"CALL (\w+)", t))}
+    sites = dict(
+        load([rec]).con.execute("SELECT DISTINCT optname_name, callsite FROM events").fetchall()
+    )
+    assert re.fullmatch(rf"check_connected\+0x\w+ \(layers\.c:{line['check_connected']}\)",
+                        sites["SO_ERROR"])  # fmt: skip
+    assert re.fullmatch(rf"buffer_size\+0x\w+ \(layers\.c:{line['buffer_size']}\)",
+                        sites["SO_RCVBUF"])  # fmt: skip
+    assert re.fullmatch(rf"log_request\+0x\w+ \(layers\.c:\d+\) > peer_rtt \(layers\.c:"
+                        rf"{line['peer_rtt']}\)", sites["TCP_INFO"])  # fmt: skip
