@@ -38,7 +38,7 @@ def files_table(rec: Recording) -> pa.Table:
         "events": pa.array([f.rows for f in rec.files], pa.int64()),
         "lost": pa.array([m.lost_total for m in metas], pa.int64()),
     }
-    for reason in schema.LOSS_REASONS:
+    for reason in (*schema.LOSS_REASONS, *schema.RETIRED_LOSS_REASONS):
         cols[f"lost_{reason}"] = pa.array([m.lost.get(reason, 0) for m in metas], pa.int64())
     cols["stacks"] = [m.stacks for m in metas]
     cols["stack_sample_period"] = pa.array([m.stack_sample_period for m in metas], pa.int64())
@@ -53,10 +53,15 @@ def _timestamps(ns: list[int]) -> pa.Array:
 
 
 def describe(rec: Recording) -> list[Result]:
-    """Sections: the recording overall, its files, then (when there are any) gaps in file
-    sequences, partial files and skipped files."""
-    gaps = sequence_gaps(rec.files)
-    sections = [_overview(rec, len(gaps)), _files(rec)]
+    """Sections: the recording overall, each recording in it (kept apart by recording id),
+    its files, then (when there are any) losses with their time windows, gaps (missing files,
+    spans with no data), partial files and skipped files."""
+    gaps = sequence_gaps(rec.files) + ledger_gaps(rec)
+    sections = [_overview(rec, len(gaps)), _recordings(rec), _files(rec)]
+    losses = loss_windows(rec)
+    if losses:
+        columns = ["recording_id", "host", "from_time", "to_time", "lost", "reasons", "source"]
+        sections.append(Result(columns, losses, "losses"))
     if gaps:
         columns = ["recording_id", "host", "problem", "sequences", "from_time", "to_time"]
         sections.append(Result(columns, gaps, "gaps"))
@@ -94,6 +99,96 @@ def sequence_gaps(files: tuple[RecordingFile, ...]) -> list[tuple[Any, ...]]:
     return rows
 
 
+def ledger_gaps(rec: Recording) -> list[tuple[Any, ...]]:
+    """Spans the loss ledgers say have no data: a killed recorder's unreadable file (written
+    there by `recover`), or nothing sealed yet by a recorder still running or killed."""
+    rows: list[tuple[Any, ...]] = []
+    for g in rec.ledgers:
+        led = g.ledger
+        for w in led.no_data:
+            rows.append(
+                (
+                    led.recording_id,
+                    led.host,
+                    f"no data: {w.why}",
+                    str(led.sealed + 1),
+                    to_datetime(w.from_ns),
+                    to_datetime(w.to_ns),
+                )
+            )
+        if led.state == "recording":
+            problem = "nothing sealed yet: recorder running, or killed (then: recover)"
+            rows.append(
+                (
+                    led.recording_id,
+                    led.host,
+                    problem,
+                    str(led.sealed + 1),
+                    to_datetime(led.from_ns),
+                    to_datetime(led.to_ns),
+                )
+            )
+    return rows
+
+
+def loss_windows(rec: Recording) -> list[tuple[Any, ...]]:
+    """Every loss with the time window it happened in: a file's span, or the span a ledger
+    covers after the last sealed file."""
+    rows: list[tuple[Any, ...]] = []
+    for f in rec.files:
+        m = f.meta
+        if m.lost_total:
+            rows.append(
+                (
+                    m.recording_id,
+                    m.host,
+                    to_datetime(m.start_ns),
+                    to_datetime(m.end_ns),
+                    m.lost_total,
+                    _reasons(m.lost),
+                    f.path.name,
+                )
+            )
+    for g in rec.ledgers:
+        led = g.ledger
+        if led.lost_total:
+            rows.append(
+                (
+                    led.recording_id,
+                    led.host,
+                    to_datetime(led.from_ns),
+                    to_datetime(led.to_ns),
+                    led.lost_total,
+                    _reasons(led.lost),
+                    g.path.name,
+                )
+            )
+    return sorted(rows, key=lambda r: (r[2], r[0]))
+
+
+def _reasons(lost: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in lost.items() if v)
+
+
+def _recordings(rec: Recording) -> Result:
+    columns = ["recording_id", "host", "start_time", "end_time", "span_s", "events", "lost"]
+    columns.append("files")
+    rows = [
+        (
+            s.recording_id,
+            s.host,
+            to_datetime(s.start_ns),
+            to_datetime(s.end_ns),
+            (s.end_ns - s.start_ns) / 1e9,
+            s.events,
+            s.lost,
+            s.files,
+        )
+        for s in rec.spans()
+    ]
+    return Result(columns, rows, "recordings")
+
+
 def _overview(rec: Recording, gaps: int) -> Result:
     metas = [f.meta for f in rec.files]
     lost = rec.lost
@@ -102,7 +197,7 @@ def _overview(rec: Recording, gaps: int) -> Result:
         "hosts": ", ".join(rec.hosts),
         "first_time": to_datetime(rec.start_ns),
         "last_time": to_datetime(rec.end_ns),
-        "span_s": (rec.end_ns - rec.start_ns) / 1e9,
+        "span_s": rec.recorded_ns / 1e9,
         "events": rec.events,
         "lost": rec.lost_total,
         **{f"lost_{reason}": n for reason, n in lost.items()},
@@ -111,7 +206,8 @@ def _overview(rec: Recording, gaps: int) -> Result:
         "stacks": ", ".join(stacks),
         "kernels": ", ".join(sorted({m.kernel for m in metas})),
         "recorder_versions": ", ".join(sorted({m.recorder_version for m in metas})),
-        "recordings": len({m.recording_id for m in metas}),
+        "lower_bound": any(m.lower_bound for m in metas) or rec.lost_total > 0,
+        "recordings": len(rec.spans()),
         "files": len(rec.files),
         "sequence_gaps": gaps,
         "partial_files": len(rec.partial),

@@ -20,7 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sockopt_trace import schema
+from sockopt_trace.analyzer.timespec import iso
 from sockopt_trace.errors import UserError
+from sockopt_trace.ledger import LEDGER_SUFFIX, Ledger
 from sockopt_trace.schema import RecordingMetadata
 
 SKIP_HINT = "--skip-bad skips files that are not readable recordings"
@@ -45,12 +47,34 @@ class SkippedFile:
 
 
 @dataclass(frozen=True)
+class LedgerFile:
+    """A recording's loss ledger (sockopt_trace/ledger.py): losses no sealed file carries."""
+
+    path: Path
+    ledger: Ledger
+
+
+@dataclass(frozen=True)
+class Span:
+    """One recording (one recording id) as its files and ledger describe it."""
+
+    recording_id: str
+    host: str
+    start_ns: int
+    end_ns: int
+    events: int
+    lost: int
+    files: int
+
+
+@dataclass(frozen=True)
 class Recording:
     """The validated files of one or more recordings, and what was left out and why."""
 
     files: tuple[RecordingFile, ...]
     partial: tuple[Path, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
+    ledgers: tuple[LedgerFile, ...] = ()
 
     @property
     def events(self) -> int:
@@ -58,16 +82,18 @@ class Recording:
 
     @property
     def hosts(self) -> list[str]:
-        return sorted({f.meta.host for f in self.files})
+        return sorted({f.meta.host for f in self.files} | {g.ledger.host for g in self.ledgers})
 
     @property
     def lost(self) -> dict[str, int]:
-        """Events lost in all files, per reason (every reason present, zero or not)."""
+        """Events lost in all files and ledgers, per reason: every current reason, zero or
+        not, and any other a file or ledger counts."""
         totals = dict.fromkeys(schema.LOSS_REASONS, 0)
-        for f in self.files:
-            for reason, n in f.meta.lost.items():
+        counts = [f.meta.lost for f in self.files] + [g.ledger.lost for g in self.ledgers]
+        for lost in counts:
+            for reason, n in lost.items():
                 totals[reason] = totals.get(reason, 0) + n
-        return totals
+        return {k: v for k, v in totals.items() if v or k in schema.LOSS_REASONS}
 
     @property
     def lost_total(self) -> int:
@@ -75,11 +101,52 @@ class Recording:
 
     @property
     def start_ns(self) -> int:
-        return min(f.meta.start_ns for f in self.files)
+        return min(s.start_ns for s in self.spans())
 
     @property
     def end_ns(self) -> int:
-        return max(f.meta.end_ns for f in self.files)
+        return max(s.end_ns for s in self.spans())
+
+    @property
+    def recorded_ns(self) -> int:
+        """Time covered by recordings: their spans' union, so that a gap between two
+        recordings (e.g. written into one directory with --force) does not count."""
+        total, reach = 0, None
+        for s in sorted(self.spans(), key=lambda s: s.start_ns):
+            if reach is None or s.start_ns >= reach:
+                total += s.end_ns - s.start_ns
+                reach = s.end_ns
+            elif s.end_ns > reach:
+                total += s.end_ns - reach
+                reach = s.end_ns
+        return total
+
+    def spans(self) -> list[Span]:
+        """One entry per recording id, from its files and its ledger, in time order."""
+        parts: dict[str, list[tuple[str, int, int, int, int, int]]] = {}
+        for f in self.files:
+            m = f.meta
+            parts.setdefault(m.recording_id, []).append(
+                (m.host, m.start_ns, m.end_ns, f.rows, m.lost_total, 1)
+            )
+        for g in self.ledgers:
+            led = g.ledger
+            parts.setdefault(led.recording_id, []).append(
+                (led.host, led.from_ns, led.to_ns, 0, led.lost_total, 0)
+            )
+        spans = [
+            Span(
+                rid,
+                items[0][0],
+                min(i[1] for i in items),
+                max(i[2] for i in items),
+                sum(i[3] for i in items),
+                sum(i[4] for i in items),
+                sum(i[5] for i in items),
+            )
+            for rid, items in parts.items()
+        ]
+        return sorted(spans, key=lambda s: (s.start_ns, s.recording_id))
 
     def leave_out(self, bad: Sequence[SkippedFile], *, skip_bad: bool) -> Recording:
         """This recording without the `bad` files: a UserError naming the first one unless
@@ -94,10 +161,11 @@ class Recording:
         if not files:
             problems = "; ".join(f"{s.path}: {s.problem}" for s in skipped[:3])
             raise UserError(f"no readable recording files: {problems}")
-        return Recording(files, self.partial, skipped)
+        return Recording(files, self.partial, skipped, self.ledgers)
 
     def notices(self) -> list[str]:
-        """One line each about what the reader should know: lost events, files left out."""
+        """One line each about what the reader should know: lost events, spans with no data,
+        files left out."""
         lines = []
         if self.lost_total:
             reasons = ", ".join(f"{k} {v:,}" for k, v in self.lost.items() if v)
@@ -105,6 +173,20 @@ class Recording:
                 f"the recording lost {self.lost_total:,} events ({reasons}): counts are low "
                 "and percentiles may be biased"
             )
+        for g in self.ledgers:
+            led = g.ledger
+            span = f"from {iso(led.from_ns)} to {iso(led.to_ns)}"
+            if led.lost_total:
+                reasons = ", ".join(f"{k} {v:,}" for k, v in led.lost.items() if v)
+                lines.append(f"lost {led.lost_total:,} events {span} ({reasons}; {g.path.name})")
+            for w in led.no_data:
+                lines.append(f"no data from {iso(w.from_ns)} to {iso(w.to_ns)}: {w.why}")
+            if led.state == "recording":
+                lines.append(
+                    f"nothing sealed after {iso(led.from_ns)} (last sign of life "
+                    f"{iso(led.to_ns)}): the recorder is still running, or was killed "
+                    f"(then: sockopt-trace recover {g.path.parent})"
+                )
         if self.partial:
             lines.append(
                 f"ignored {_count(len(self.partial), 'partial file')} (still being written, "
@@ -117,15 +199,19 @@ class Recording:
         return lines
 
 
-def open_recording(specs: Sequence[str | Path], *, skip_bad: bool = False) -> Recording:
+def open_recording(
+    specs: Sequence[str | Path], *, skip_bad: bool = False, ledgers_only: bool = False
+) -> Recording:
     """Resolve `specs` to recording files and validate each one.
 
     Raises UserError (exit code 2) naming the first bad file, unless `skip_bad`, which leaves
     bad files out and lists them in `Recording.skipped` (an error still if none is left).
+    `ledgers_only` accepts a recording that has only loss ledgers (a recorder that failed or
+    was killed before it sealed a file): `info` shows what they say.
     """
     if not specs:
         raise UserError("no recording given: name a recording directory, file or glob")
-    candidates, partial = find_files(specs)
+    candidates, partial, ledger_paths = find_files(specs)
     good: list[RecordingFile] = []
     bad: list[SkippedFile] = []
     for path in candidates:
@@ -133,28 +219,55 @@ def open_recording(specs: Sequence[str | Path], *, skip_bad: bool = False) -> Re
             good.append(read_file(path))
         except BadFile as err:
             bad.append(SkippedFile(path, str(err)))
-    return Recording(tuple(good), tuple(partial)).leave_out(bad, skip_bad=skip_bad)
+    ledgers, unreadable = [], []
+    for path in ledger_paths:  # never fatal: a ledger adds to what the files say
+        try:
+            ledgers.append(LedgerFile(path, Ledger.from_bytes(path.read_bytes())))
+        except (OSError, ValueError) as err:
+            unreadable.append(SkippedFile(path, f"unreadable loss ledger ({first_line(err)})"))
+    rec = Recording(tuple(good), tuple(partial), tuple(unreadable), tuple(ledgers))
+    if not candidates:  # loss ledgers only
+        if ledgers_only and ledgers:
+            return rec
+        raise UserError(_only_ledgers(ledgers, unreadable))
+    return rec.leave_out(bad, skip_bad=skip_bad)
 
 
-def find_files(specs: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(files to read, partial files seen), each without duplicates, in a stable order."""
+def _only_ledgers(ledgers: list[LedgerFile], unreadable: list[SkippedFile]) -> str:
+    if not ledgers:
+        return f"{unreadable[0].path}: {unreadable[0].problem}, and no recording files"
+    lost = sum(g.ledger.lost_total for g in ledgers)
+    return (
+        f"{ledgers[0].path.parent}: no sealed recording files, only "
+        f"{_count(len(ledgers), 'loss ledger')} ({lost:,} events lost): "
+        "sockopt-trace info shows what they say"
+    )
+
+
+def find_files(specs: Iterable[str | Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(files to read, partial files seen, loss ledgers), each without duplicates, in a stable
+    order."""
     found: dict[Path, None] = {}
     partial: dict[Path, None] = {}
+    ledgers: dict[Path, None] = {}
     for spec in specs:
         for path in _expand(str(spec)):
             if path.is_dir():
-                files, part = _scan_dir(path)
+                files, part, led = _scan_dir(path)
                 found.update(dict.fromkeys(files))
                 partial.update(dict.fromkeys(part))
+                ledgers.update(dict.fromkeys(led))
             elif path.name.endswith(schema.PARTIAL_SUFFIX):
                 raise UserError(
                     f"{path}: a partial file (still being written, or its recorder was killed): "
                     "it has no Parquet footer and cannot be read; wait for the recorder to "
                     "rename it, or delete it"
                 )
+            elif path.name.endswith(LEDGER_SUFFIX):
+                ledgers[path] = None
             else:
                 found[path] = None
-    return list(found), list(partial)
+    return list(found), list(partial), list(ledgers)
 
 
 def _expand(spec: str) -> list[Path]:
@@ -169,10 +282,11 @@ def _expand(spec: str) -> list[Path]:
     raise UserError(f"{spec}: no such file or directory")
 
 
-def _scan_dir(directory: Path) -> tuple[list[Path], list[Path]]:
+def _scan_dir(directory: Path) -> tuple[list[Path], list[Path], list[Path]]:
     files = sorted(p for p in directory.rglob(f"*{schema.FILE_SUFFIX}") if p.is_file())
     partial = sorted(directory.rglob(f"*{schema.PARTIAL_SUFFIX}"))
-    if not files:
+    ledgers = sorted(p for p in directory.rglob(f"*{LEDGER_SUFFIX}") if p.is_file())
+    if not files and not ledgers:
         why = (
             f"only {_count(len(partial), 'partial file')} (a recorder is still writing, or was "
             "killed before closing a file)"
@@ -184,7 +298,7 @@ def _scan_dir(directory: Path) -> tuple[list[Path], list[Path]]:
         raise UserError(
             f"{directory}: no recording files (*{schema.FILE_SUFFIX}) in this directory: {why}"
         )
-    return files, partial
+    return files, partial, ledgers
 
 
 def read_file(path: Path) -> RecordingFile:

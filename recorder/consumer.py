@@ -18,6 +18,7 @@ import mmap
 import queue
 import select
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -32,6 +33,7 @@ from sockopt_trace.recorder.events import (
 )
 
 PAGE = mmap.PAGESIZE
+CAUGHT_UP_EVERY_NS = 5_000_000
 
 
 class RingReader:
@@ -109,11 +111,17 @@ class Consumer(threading.Thread):
     """Drains the ring buffer into a bounded queue of batches; the writer thread takes them from
     there.
 
-    Never blocks on the writer: if the queue holds `max_queued` events already, a batch is
-    dropped and counted (`dropped`), so the kernel side never stalls because the disk is slow.
-    Calls are read in batches every `batch_interval`; notices (a traced process exec'ed, a
-    process made its first call) wake it at once, and go to `on_exec` / `on_pids` right away so
-    that symbols of short-lived processes are loaded while /proc/PID/maps still exists.
+    Back-pressure reaches the kernel: when the queue holds `max_queued` events, the consumer
+    stops taking calls out of the ring (which then is the buffer) until the writer catches up,
+    so calls are lost only when the ring too is full, and then counted by the kernel
+    (`ringbuf_full`). Calls are read in batches every `batch_interval`; notices (a traced
+    process exec'ed, a process made its first call) are read at once, even while waiting for
+    the writer, and go to `on_exec` / `on_pids` right away so that symbols of short-lived
+    processes are loaded while /proc/PID/maps still exists.
+
+    Besides batches, the queue carries ints: CLOCK_MONOTONIC times before which every call
+    reserved in the ring has been put on the queue (ahead of the int), which tell the writer
+    where it may cut files (see writer.py); and finally None.
     """
 
     def __init__(
@@ -136,17 +144,19 @@ class Consumer(threading.Thread):
         self.max_queued = max_queued
         self.poll_ms = poll_ms
         self.batch_interval = batch_interval
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # drain what is left, then end
+        self.abort_event = threading.Event()  # end now, leave the rest
         self.received = 0
-        self.dropped = 0
+        self.caught_up_ns = 0  # the last such time put on the queue
         self._queued = 0
-        self._lock = threading.Lock()
+        self._room = threading.Condition()
         self.error: BaseException | None = None
 
     def taken(self, n: int) -> None:
         """The writer calls this when it has taken n events off the queue."""
-        with self._lock:
+        with self._room:
             self._queued -= n
+            self._room.notify()
 
     def run(self) -> None:
         idle = select.poll()  # nothing to read: sleep until calls or notices arrive
@@ -156,7 +166,7 @@ class Consumer(threading.Thread):
             idle.register(self.notices.fd, select.POLLIN)
             aging.register(self.notices.fd, select.POLLIN)
         try:
-            while not self.stop_event.is_set():
+            while not self.stop_event.is_set() and not self.abort_event.is_set():
                 self.drain_notices()
                 if self.drain_all():
                     # Reading lines the producing CPU has just written costs a cross-core
@@ -166,8 +176,9 @@ class Consumer(threading.Thread):
                         aging.poll(int(self.batch_interval * 1000))
                 else:
                     idle.poll(self.poll_ms)
-            self.drain_notices()
-            self.drain_all()  # what the kernel wrote before detach
+            if not self.abort_event.is_set():
+                self.drain_notices()
+                self.drain_all()  # what the kernel wrote before detach
         except BaseException as err:  # surfaced by the session, never silently
             self.error = err
         finally:
@@ -185,21 +196,39 @@ class Consumer(threading.Thread):
                 self.on_pids(np.unique(new))
 
     def drain_all(self) -> int:
-        """Take every call committed so far; return how many that was."""
+        """Take every call committed so far, as fast as the writer takes them; return how many
+        that was."""
+        started = time.monotonic_ns()
         total = 0
         end = self.reader.pending_bytes()
         while end > 0:
-            batch = self.reader.drain()
+            room = self._wait_for_room()
+            if room == 0:  # aborted
+                return total
+            batch = self.reader.drain(min(room, 1 << 16))
             if not len(batch):
                 break
             end -= len(batch) * self.reader.record_size
             total += len(batch)
             self.received += len(batch)
             self.on_pids(np.unique(batch["pid"]))
-            with self._lock:
-                if self._queued + len(batch) > self.max_queued:
-                    self.dropped += len(batch)
-                    continue
+            with self._room:
                 self._queued += len(batch)
             self.out.put(batch)
+        if end <= 0 and started - self.caught_up_ns >= CAUGHT_UP_EVERY_NS:
+            self.caught_up_ns = started
+            self.out.put(started)
         return total
+
+    def _wait_for_room(self) -> int:
+        """Events the queue can take now, waiting (and reading notices) while it is full."""
+        while not self.abort_event.is_set():
+            with self._room:
+                room = self.max_queued - self._queued
+                if room <= 0:
+                    self._room.wait(0.005)
+                    room = self.max_queued - self._queued
+            if room > 0:
+                return room
+            self.drain_notices()
+        return 0

@@ -43,13 +43,14 @@ class Decoder:
     def __call__(self, ev: np.ndarray, clock_offset: int) -> dict[str, pa.Array]:
         n = len(ev)
         pids = ev["pid"].astype(np.int32)
+        # Call sites and stacks are independent: --stacks --no-callsites has stacks only.
+        callsite = stack = dictionary(np.zeros(n, np.int32), [None])
         if self.symbolizer is not None and ev["callsite"].any():
             callsite = self.symbolizer.callsites(pids, ev["callsite"])
+        if self.symbolizer is not None:
             stack = self.symbolizer.folded_stacks(
                 pids, ev["stack_id"], ev["callsite"], self.walk_stack
             )
-        else:
-            callsite = stack = dictionary(np.zeros(n, np.int32), [None])
         return {
             "ts_ns": pa.array(ev["ts_ns"].astype(np.int64) + clock_offset),
             "latency_ns": pa.array(ev["latency_ns"].astype(np.int64)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ METADATA_KEY = b"sockopt_trace"
 FILE_SUFFIX = ".parquet"
 PARTIAL_SUFFIX = ".parquet.partial"
 QUARANTINE_SUFFIX = ".parquet.quarantined"  # a partial file `recover` could not salvage
+LOCK_NAME = ".sockopt-trace.lock"  # held by the recorder writing into a directory
 
 # Column name -> (type, meaning). The order is the order in every file.
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
@@ -56,11 +58,16 @@ DELTA_COLUMNS = tuple(n for n in COLUMNS if n not in DICTIONARY_COLUMNS)
 
 # Why a completed call has no row. Counted exactly, per file, in `RecordingMetadata.lost`.
 LOSS_REASONS = (
-    "ringbuf_full",  # the kernel could not reserve ring buffer space (consumer too slow)
+    "ringbuf_full",  # the kernel could not reserve ring buffer space (ring and writer both full)
     "entry_map_full",  # too many threads inside getsockopt at once to remember their entry
     "exit_without_entry",  # exit seen without its entry (the call began before attaching)
-    "queue_full",  # user space dropped a decoded batch (writer could not keep up)
+    "kernel_skipped",  # runs of our programs the kernel skipped (one already running on the CPU)
     "write_error",  # rows that were in memory when writing failed (disk full, I/O error)
+    "discarded_at_stop",  # rows taken from the kernel, not written: stopped at once (2nd signal)
+)
+# Counted by earlier recorders, never now; still read and shown when a file has them.
+RETIRED_LOSS_REASONS = (
+    "queue_full",  # user space dropped batches; back-pressure now reaches the kernel's ring
 )
 
 
@@ -77,11 +84,16 @@ class RecordingMetadata:
     command_line: list[str]
     filters: dict[str, Any]
     clock: dict[str, int]  # {"monotonic_ns": m, "realtime_ns": r}: wall = mono - m + r
-    start_ns: int  # wall-clock span this file covers (file opened .. closed)
+    # The span this file covers, wall clock: it holds every recorded call that completed in
+    # [start_ns, end_ns); the next file of the recording starts at end_ns.
+    start_ns: int
     end_ns: int
     events: int
     lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LOSS_REASONS, 0))
     stacks_lost: int = 0  # rows kept whose stack could not be captured (stack map full)
+    # Whether the kernel could report runs of our programs it skipped (kernel_skipped): if
+    # not, such calls may be missing without being counted.
+    skipped_runs_counted: bool = False
     stacks: str = "callsite"  # "off" | "callsite" | "full"
     stack_sample_period: int = 1  # 1 in N calls carries a full stack when stacks == "full"
     format: str = FORMAT_NAME
@@ -96,13 +108,14 @@ class RecordingMetadata:
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("metadata is not a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = {f.name for f in dataclasses.fields(cls) if f.name not in data} - {
-            "lost",
-            "stacks_lost",
-            "stacks",
-            "stack_sample_period",
+        fields = dataclasses.fields(cls)
+        names = {f.name for f in fields}
+        required = {  # fields without a default: added later, a field gets one (optional)
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
+        missing = required - set(data)
         if missing:
             raise ValueError(f"metadata lacks {', '.join(sorted(missing))}")
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -110,6 +123,50 @@ class RecordingMetadata:
     @property
     def lost_total(self) -> int:
         return sum(self.lost.values())
+
+    @property
+    def lower_bound(self) -> bool:
+        """The file's rows may be fewer than the calls made in its span: some were lost, or
+        the kernel could not say whether it skipped any."""
+        return self.lost_total > 0 or not self.skipped_runs_counted
+
+
+@dataclass(frozen=True)
+class FileName:
+    """How a recording's files are named: PREFIX-SEQUENCE.parquet, where PREFIX is the host
+    name and the first 8 hex digits of the recording id, so that recordings can share a
+    directory, and the sequence (from 1, at least 6 digits) sorts the files of one recording."""
+
+    prefix: str
+    sequence: int
+
+    _PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<seq>\d{6,})\.parquet(?:\.partial|\.quarantined)?$")
+
+    @staticmethod
+    def recording_prefix(host: str, recording_id: str) -> str:
+        return f"{host}-{recording_id[:8]}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.prefix}-{self.sequence:06d}"
+
+    @property
+    def final(self) -> str:
+        return self.stem + FILE_SUFFIX
+
+    @property
+    def partial(self) -> str:
+        return self.stem + PARTIAL_SUFFIX
+
+    @property
+    def quarantined(self) -> str:
+        return self.stem + QUARANTINE_SUFFIX
+
+    @classmethod
+    def parse(cls, name: str) -> FileName | None:
+        """The name of a final, partial or quarantined file; None for any other name."""
+        m = cls._PATTERN.match(name)
+        return cls(m["prefix"], int(m["seq"])) if m else None
 
 
 def parquet_write_options() -> dict[str, Any]:

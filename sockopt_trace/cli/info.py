@@ -26,4 +26,4 @@ def info(
     from sockopt_trace.analyzer.info import describe
     from sockopt_trace.analyzer.recording import open_recording
 
-    emit(describe(open_recording(recs, skip_bad=skip_bad)), fmt, max_rows)
+    emit(describe(open_recording(recs, skip_bad=skip_bad, ledgers_only=True)), fmt, max_rows)

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -267,6 +268,25 @@ def test_default_recording_has_no_stacks_but_call_sites(tmp_path: Path, workload
     )
     table, metas = read_recording(off)
     assert metas[0].stacks == "off" and table["callsite"].null_count == table.num_rows
+    only = tmp_path / "stacks-only"
+    result = cli(
+        "record",
+        "-q",
+        "-o",
+        str(only),
+        "--stacks",
+        "--no-callsites",
+        "--",
+        str(workload_bin),
+        "5",
+        "1",
+        "100",
+    )
+    assert result.returncode == 0, result.stderr
+    table, metas = read_recording(only)
+    assert metas[0].stacks == "full" and table["callsite"].null_count == table.num_rows
+    assert table["stack"].null_count == 0, "--stacks --no-callsites wrote no stacks"
+    assert all(s.endswith(";getsockopt") for s in table["stack"].to_pylist())
 
 
 def test_rotation_by_time(tmp_path: Path, workload_bin: Path, background: list) -> None:
@@ -288,7 +308,11 @@ def test_rotation_by_time(tmp_path: Path, workload_bin: Path, background: list) 
     table, metas = read_recording(out)
     assert len(metas) >= 3
     for before, after in itertools.pairwise(metas):
-        assert before.end_ns <= after.start_ns + 10**9  # files follow each other in time
+        assert before.end_ns == after.start_ns  # back to back: no gap, no overlap
+    for f, m in zip(sorted(out.glob("*.parquet")), metas, strict=True):
+        t = pq.read_table(f)  # each holds exactly the calls completed in its span
+        exits = pc.add(t["ts_ns"], t["latency_ns"])
+        assert m.start_ns <= pc.min(exits).as_py() and pc.max(exits).as_py() < m.end_ns
     assert sum(m.events for m in metas) == table.num_rows
 
 
