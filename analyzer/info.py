@@ -66,11 +66,11 @@ def describe(rec: Recording) -> list[Result]:
         columns = ["recording_id", "host", "problem", "sequences", "from_time", "to_time"]
         sections.append(Result(columns, gaps, "gaps"))
     if rec.partial:
-        rows = [(str(p), _size(p)) for p in rec.partial]
-        sections.append(Result(["path", "bytes"], rows, "partial files (ignored)"))
+        sizes = [(str(p), _size(p)) for p in rec.partial]
+        sections.append(Result(["path", "bytes"], sizes, "partial files (ignored)"))
     if rec.skipped:
-        rows = [(str(s.path), s.problem) for s in rec.skipped]
-        sections.append(Result(["path", "problem"], rows, "skipped files"))
+        problems = [(str(s.path), s.problem) for s in rec.skipped]
+        sections.append(Result(["path", "problem"], problems, "skipped files"))
     return sections
 
 

@@ -16,7 +16,7 @@ def comm_strings(comms: np.ndarray) -> pa.Array:
         return pa.array([], pa.string())
     words = np.ascontiguousarray(comms).view("<u8").reshape(len(comms), -1)
     index, first = group_rows(*(words[:, i] for i in range(words.shape[1])))
-    names = [
+    names: list[str | None] = [
         bytes(comms[row]).rstrip(b"\0").decode("utf-8", "backslashreplace")
         for row in first.tolist()
     ]
