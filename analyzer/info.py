@@ -17,8 +17,6 @@ from sockopt_trace.analyzer.recording import Recording, RecordingFile
 from sockopt_trace.analyzer.render import Result
 from sockopt_trace.analyzer.timespec import to_datetime
 
-FIRST_SEQUENCE = 1  # the recorder numbers a recording's files 1, 2, 3, ...
-
 
 def files_table(rec: Recording) -> pa.Table:
     """One row per file, from its metadata (also what `info` shows)."""
@@ -85,7 +83,7 @@ def sequence_gaps(files: tuple[RecordingFile, ...]) -> list[tuple[Any, ...]]:
         group.sort(key=lambda f: f.meta.sequence)
         host = group[0].meta.host
         previous: RecordingFile | None = None
-        expected = FIRST_SEQUENCE
+        expected = schema.FIRST_SEQUENCE
         for f in group:
             seq = f.meta.sequence
             if previous is not None and seq == previous.meta.sequence:

@@ -11,7 +11,6 @@ only reported.
 from __future__ import annotations
 
 import glob
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,32 +325,15 @@ def read_file(path: Path) -> RecordingFile:
 
 
 def parse_metadata(raw: bytes | None) -> RecordingMetadata:
-    """The file's RecordingMetadata, after checking format name and version. Raises BadFile."""
+    """The file's RecordingMetadata, after checking format name and version (the format's
+    policy, schema.check_format). Raises BadFile."""
     key = schema.METADATA_KEY.decode()
     if raw is None:
         raise BadFile(f"a Parquet file, but not a {schema.FORMAT_NAME} recording (no '{key}' key)")
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise BadFile(f"unreadable '{key}' metadata (not JSON)") from None
-    if not isinstance(data, dict) or data.get("format") != schema.FORMAT_NAME:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise BadFile(f"not a {schema.FORMAT_NAME} recording (format {found!r})")
-    version = data.get("format_version")
-    if not isinstance(version, int):
-        raise BadFile(f"metadata has no format version ({version!r})")
-    if version > schema.FORMAT_VERSION:
-        raise BadFile(
-            f"written in format version {version}, newer than this sockopt-trace reads "
-            f"({schema.FORMAT_VERSION}): upgrade sockopt-trace to read it"
-        )
-    if version < schema.FORMAT_VERSION:
-        raise BadFile(
-            f"written in format version {version}, which this sockopt-trace no longer reads "
-            f"(it reads {schema.FORMAT_VERSION}): use an older sockopt-trace"
-        )
-    try:
         return RecordingMetadata.from_bytes(raw)
+    except schema.FormatError as err:
+        raise BadFile(str(err)) from None
     except (ValueError, TypeError) as err:
         raise BadFile(f"unreadable '{key}' metadata: {err}") from None
 

@@ -41,6 +41,8 @@ def recover(directory: Path, dry_run: bool = False) -> list[Outcome]:
         name = schema.FileName.parse(partial.name)
         try:
             meta = schema.read_file_metadata(str(partial))
+        except schema.FormatError as err:  # whole, but not for this version to judge
+            raise UserError(f"cannot recover {partial}: {err}") from None
         except Exception:  # no footer, no metadata: unreadable
             meta = None
         ledger_path = partial.with_name(f"{name.prefix}{LEDGER_SUFFIX}") if name else None

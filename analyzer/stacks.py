@@ -21,8 +21,7 @@ import duckdb
 
 from sockopt_trace.analyzer.database import execute
 from sockopt_trace.analyzer.recording import Recording
-
-UNKNOWN_FRAME = "[unknown]"
+from sockopt_trace.schema import UNKNOWN_FRAME
 
 
 @dataclass(frozen=True)

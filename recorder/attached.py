@@ -79,12 +79,16 @@ class Probe:
         bpfsys.update(self.handles.maps["control"], key, (1).to_bytes(4, "little"))
 
     def skipped_runs(self) -> int | None:
-        """Runs of our programs the kernel skipped (a BPF program already running on that CPU),
-        summed; None when this kernel cannot report them (see kernel_reports_skipped_runs)."""
+        """Calls lost because the kernel skipped our exit program (a BPF program already
+        running on that CPU); None when this kernel cannot report them. Only the exit program
+        counts: a call whose entry run was skipped is counted as exit_without_entry when its
+        exit runs, and once only when both were skipped."""
         if not kernel_reports_skipped_runs(self.mode):
             return None
         total = 0
-        for fd in self.handles.progs.values():
+        for name, fd in self.handles.progs.items():
+            if not is_exit_program(name):
+                continue
             info, length = bpfsys.prog_info(fd)
             if length < bpfsys.RECURSION_MISSES_END:
                 return None
@@ -101,6 +105,11 @@ class Probe:
 
     def close(self) -> None:
         self.handles.close_all()
+
+
+def is_exit_program(name: str) -> bool:
+    """bcc's names: tracepoint__syscalls__sys_exit_*, kretprobe__*, kretfunc__*."""
+    return "__sys_exit_" in name or name.startswith(("kretprobe__", "kretfunc__"))
 
 
 def kernel_reports_skipped_runs(mode: str) -> bool:

@@ -161,7 +161,8 @@ def _load(config: ProbeConfig) -> dict[str, Any]:
         if directory and mode in programcache.CACHED_MODES:
             spec = programcache.load(directory, key)
             if spec is not None:
-                with contextlib.suppress(OSError):  # refused: compile it afresh below
+                # Refused by the kernel, or damaged: compile it afresh below, and replace it.
+                with contextlib.suppress(Exception):
                     return {**_from_cache(spec, config), "mode": mode, "skipped": skipped}
         try:
             result = _compile(mode, config, directory, key)

@@ -25,10 +25,10 @@ import pyarrow as pa
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from sockopt_trace.schema import UNKNOWN_FRAME
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-UNKNOWN = "[unknown]"
 
 
 class LRU(Generic[K, V]):
@@ -319,7 +319,7 @@ class Symbolizer:
     def resolve(self, pid: int, addr: int) -> tuple[str, str]:
         """(frame with offset, function name only) for one address in one process."""
         if addr == 0:
-            return UNKNOWN, UNKNOWN
+            return UNKNOWN_FRAME, UNKNOWN_FRAME
         key = (pid, self._generation.get(pid, 0), addr)
         hit = self._addresses.get(key)
         if hit is None:
@@ -330,7 +330,7 @@ class Symbolizer:
     def _resolve(self, pid: int, addr: int) -> tuple[str, str]:
         mapping = self._mapping(pid, addr)
         if mapping is None:
-            return UNKNOWN, UNKNOWN
+            return UNKNOWN_FRAME, UNKNOWN_FRAME
         file_offset = addr - mapping.start + mapping.offset
         found = (
             None
@@ -376,7 +376,7 @@ class Symbolizer:
     def _fold(self, pid: int, frames: list[int], callsite: int) -> str:
         if frames and callsite:
             frames = [frames[0], callsite, *frames[1:]]
-        names = [self.resolve(pid, addr)[1] for addr in frames] or [UNKNOWN]
+        names = [self.resolve(pid, addr)[1] for addr in frames] or [UNKNOWN_FRAME]
         return ";".join(reversed(names))
 
 

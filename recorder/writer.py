@@ -107,7 +107,7 @@ class RecordingWriter:
         self.tally = tally
         self.recording_id = uuid.uuid4().hex
         self.prefix = schema.FileName.recording_prefix(config.host, self.recording_id)
-        self.sequence = 0
+        self.sequence = schema.FIRST_SEQUENCE - 1  # of the last file opened
         self.files: list[Path] = []
         self.rows_written = 0  # into files, sealed or not
         self.rows_sealed = 0  # in files sealed under their final name

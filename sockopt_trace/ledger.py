@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sockopt_trace.schema import FORMAT_NAME, FORMAT_VERSION
+from sockopt_trace.schema import FORMAT_NAME, FORMAT_VERSION, check_format
 
 LEDGER_SUFFIX = ".losses.json"
 LEDGER_KIND = "losses"
@@ -61,8 +61,7 @@ class Ledger:
         data: Any = json.loads(raw)
         if not isinstance(data, dict) or data.get("kind") != LEDGER_KIND:
             raise ValueError("not a sockopt-trace loss ledger")
-        if data.get("format") != FORMAT_NAME or not isinstance(data.get("format_version"), int):
-            raise ValueError("not a sockopt-trace loss ledger")
+        check_format(data)  # the same version policy as the files'
         names = {f.name for f in dataclasses.fields(cls)}
         try:
             data["no_data"] = [Window(**w) for w in data.get("no_data", [])]

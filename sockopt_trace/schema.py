@@ -22,10 +22,13 @@ import pyarrow as pa
 
 FORMAT_NAME = "sockopt-trace"
 FORMAT_VERSION = 1
+OLDEST_READABLE_VERSION = 1  # files of versions from this one to FORMAT_VERSION are read
 METADATA_KEY = b"sockopt_trace"
 FILE_SUFFIX = ".parquet"
 PARTIAL_SUFFIX = ".parquet.partial"
 QUARANTINE_SUFFIX = ".parquet.quarantined"  # a partial file `recover` could not salvage
+UNKNOWN_FRAME = "[unknown]"  # a call site or stack frame no symbol names (callsite, stack)
+FIRST_SEQUENCE = 1  # a recording's files are numbered 1, 2, 3, ... (FileName.sequence)
 LOCK_NAME = ".sockopt-trace.lock"  # held by the recorder writing into a directory
 
 # Column name -> (type, meaning). The order is the order in every file.
@@ -104,10 +107,13 @@ class RecordingMetadata:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> RecordingMetadata:
-        """Parse metadata; raises ValueError on anything that is not this format's JSON."""
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("metadata is not a JSON object")
+        """Parse metadata; raises FormatError if it is not this format or not a version this
+        code reads, ValueError if it does not parse."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ValueError("not JSON") from None
+        check_format(data)
         fields = dataclasses.fields(cls)
         names = {f.name for f in fields}
         required = {  # fields without a default: added later, a field gets one (optional)
@@ -167,6 +173,32 @@ class FileName:
         """The name of a final, partial or quarantined file; None for any other name."""
         m = cls._PATTERN.match(name)
         return cls(m["prefix"], int(m["seq"])) if m else None
+
+
+class FormatError(ValueError):
+    """Not this format, or a version of it this code does not read; the message says which."""
+
+
+def check_format(data: object) -> None:
+    """The version policy, for every reader (analyzer, recover): format name, then version.
+    Raises FormatError."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise FormatError(f"not a {FORMAT_NAME} recording (format {found!r})")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise FormatError(f"metadata has no format version ({version!r})")
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"written in format version {version}, newer than this sockopt-trace reads "
+            f"({FORMAT_VERSION}): upgrade sockopt-trace to read it"
+        )
+    if version < OLDEST_READABLE_VERSION:
+        raise FormatError(
+            f"written in format version {version}, which this sockopt-trace no longer reads "
+            f"(it reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}): use an older "
+            "sockopt-trace"
+        )
 
 
 def parquet_write_options() -> dict[str, Any]:

@@ -3,6 +3,7 @@ workload is known to have done (tests/workloads/calls.c)."""
 
 from __future__ import annotations
 
+import base64
 import errno
 import itertools
 import json
@@ -379,3 +380,40 @@ def test_quiet_prints_nothing_but_errors(tmp_path: Path, workload_bin: Path) -> 
     assert quiet.returncode == 0 and quiet.stderr == ""
     loud = cli("record", "-o", str(tmp_path / "l"), "--", str(workload_bin), "2", "1")
     assert "recording getsockopt calls" in loud.stderr and "12 events in 1 files" in loud.stderr
+
+
+def test_a_cached_program_records_like_a_compiled_one(tmp_path: Path, loop_bin: Path) -> None:
+    """The first recorder of a configuration compiles and saves the program; the next loads it
+    without bcc; a damaged entry is refused by the kernel, compiled afresh and replaced."""
+    env = {**os.environ, "SOCKOPT_TRACE_CACHE": str(tmp_path / "cache")}
+
+    def run(name: str) -> str:
+        out = tmp_path / name
+        result = cli(
+            "record",
+            "-o",
+            str(out),
+            "--probe",
+            "tracepoint",
+            "--",
+            str(loop_bin),
+            "5000",
+            "1",
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        _, metas = read_recording(out)
+        assert sum(m.events for m in metas) == 5000 and not sum(m.lost_total for m in metas)
+        return result.stderr
+
+    assert "tracepoint probe, compiled" in run("first")
+    (entry,) = (tmp_path / "cache" / "programs").glob("*.json")
+    assert entry.stat().st_mode & 0o077 == 0
+    assert "tracepoint probe, cached program" in run("second")
+    spec = json.loads(entry.read_text())
+    for prog in spec["progs"]:  # cut short: the verifier refuses it
+        insns = base64.b64decode(prog["insns"])
+        prog["insns"] = base64.b64encode(insns[: len(insns) // 16 * 8]).decode()
+    entry.write_text(json.dumps(spec))
+    assert "tracepoint probe, compiled" in run("third")
+    assert "tracepoint probe, cached program" in run("fourth")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sockopt_trace import schema
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.recover import recover
+from sockopt_trace.errors import UserError
 from sockopt_trace.ledger import LEDGER_SUFFIX, Ledger
-from tests.synth import write_recording
+from tests.synth import write_recording, write_with_metadata
 
 
 def _killed_recording(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -97,3 +101,16 @@ def test_recover_dry_run_and_cli(tmp_path: Path) -> None:
         text=True,
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_recover_applies_the_format_version_policy(tmp_path: Path) -> None:
+    """A whole partial file of a newer format is neither salvaged nor quarantined blindly."""
+    rec = tmp_path / "rec"
+    (path,) = write_recording(rec, 10, files=1)
+    raw = json.loads(schema.read_file_metadata(str(path)).to_bytes())
+    partial = path.with_name(path.name + ".partial")
+    write_with_metadata(partial, json.dumps({**raw, "format_version": 99}).encode())
+    path.unlink()
+    with pytest.raises(UserError, match="upgrade sockopt-trace"):
+        recover(rec)
+    assert partial.exists()
