@@ -174,14 +174,15 @@ def test_pid_filter_keeps_only_that_process(
 def test_comm_filter_keeps_only_that_name(
     tmp_path: Path, workload_bin: Path, background: list
 ) -> None:
+    name = f"othername{os.getpid() % 100000}"  # ours alone: other suites may run beside
     _start_loop(workload_bin, background)
-    named = _start_loop(workload_bin, background, name="othername")
+    named = _start_loop(workload_bin, background, name=name)
     time.sleep(0.2)
     out = tmp_path / "rec"
-    result = cli("record", "-q", "-o", str(out), "--comm", "othername", "--duration", "1s")
+    result = cli("record", "-q", "-o", str(out), "--comm", name, "--duration", "1s")
     assert result.returncode == 0, result.stderr
     table, _ = read_recording(out)
-    assert set(table["comm"].to_pylist()) == {"othername"}
+    assert set(table["comm"].to_pylist()) == {name}
     assert set(table["pid"].to_pylist()) == {named.pid}
 
 
