@@ -41,7 +41,7 @@ def files_table(rec: Recording) -> pa.Table:
     cols["stacks"] = [m.stacks for m in metas]
     cols["stack_sample_period"] = pa.array([m.stack_sample_period for m in metas], pa.int64())
     cols["stacks_lost"] = pa.array([m.stacks_lost for m in metas], pa.int64())
-    cols["filters"] = [json.dumps(m.filters, sort_keys=True) for m in metas]
+    cols["filters"] = [json.dumps(m.filters.as_dict(), sort_keys=True) for m in metas]
     cols["command_line"] = [shlex.join(m.command_line) for m in metas]
     return pa.table(cols)
 

@@ -40,6 +40,7 @@ from sockopt_trace.recorder.probe import NOTICES_SIZE, ProbeConfig, validate
 from sockopt_trace.recorder.status import StatusLine
 from sockopt_trace.recorder.symbols import Symbolizer
 from sockopt_trace.recorder.writer import RecordingWriter, Tally, WriteError, WriterConfig
+from sockopt_trace.schema import TraceFilters
 
 STOP_WAIT_S = 1.0  # calls in flight when recording stops: how long they may take to complete
 COMMAND_GRACE_S = 5.0  # a signalled command: how long it may take to exit
@@ -250,7 +251,7 @@ class Session:
             "probe": probe.mode,
             "recorder_version": __version__,
             "command_line": self.opts.command_line,
-            "filters": {"pids": cfg.pids, "comms": cfg.comms, "command": self.opts.command},
+            "filters": TraceFilters(list(cfg.pids), list(cfg.comms), list(self.opts.command)),
             "stacks": _stacks_mode(cfg),
             "stack_sample_period": cfg.stack_sample_period if cfg.stacks else 1,
             "skipped_runs_counted": kernel_reports_skipped_runs(probe.mode),

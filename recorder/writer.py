@@ -49,7 +49,7 @@ WRITE_SCHEMA = pa.schema(
 )
 
 
-def clock_mapping() -> dict[str, int]:
+def clock_mapping() -> schema.Clock:
     """Pair CLOCK_MONOTONIC (bpf_ktime_get_ns) with CLOCK_REALTIME, from the tightest of a few
     reads, so that wall = mono - monotonic_ns + realtime_ns."""
     best: tuple[int, int, int] | None = None
@@ -60,7 +60,7 @@ def clock_mapping() -> dict[str, int]:
         if best is None or r1 - r0 < best[0]:
             best = (r1 - r0, m, (r0 + r1) // 2)
     assert best is not None
-    return {"monotonic_ns": best[1], "realtime_ns": best[2]}
+    return schema.Clock(monotonic_ns=best[1], realtime_ns=best[2])
 
 
 @dataclass
@@ -325,7 +325,7 @@ class RecordingWriter:
         except OSError as err:
             raise WriteError(f"creating {self._partial_path}: {err.strerror}", 0) from err
         self._clock = clock_mapping()
-        self._clock_offset = self._clock["realtime_ns"] - self._clock["monotonic_ns"]
+        self._clock_offset = self._clock.offset_ns
         self._file_rows = 0
         self._written_exit = 0
 

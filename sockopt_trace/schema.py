@@ -75,8 +75,35 @@ RETIRED_LOSS_REASONS = (
 
 
 @dataclass
+class Clock:
+    """CLOCK_MONOTONIC (the kernel's bpf_ktime_get_ns) and CLOCK_REALTIME read at one instant,
+    so that wall = mono + offset_ns."""
+
+    monotonic_ns: int
+    realtime_ns: int
+
+    @property
+    def offset_ns(self) -> int:
+        return self.realtime_ns - self.monotonic_ns
+
+
+@dataclass
+class TraceFilters:
+    """What the recorder was told to trace (all empty: every process): the kernel-side filters,
+    as given on its command line."""
+
+    pids: list[int] = field(default_factory=list)
+    comms: list[str] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)  # `record -- COMMAND`
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class RecordingMetadata:
-    """What every file says about itself; written as JSON under `METADATA_KEY`."""
+    """What every file says about itself; written as JSON under `METADATA_KEY` (the nested
+    structures as JSON objects, the same as version 1 always wrote them)."""
 
     host: str
     kernel: str
@@ -85,8 +112,8 @@ class RecordingMetadata:
     recording_id: str
     sequence: int
     command_line: list[str]
-    filters: dict[str, Any]
-    clock: dict[str, int]  # {"monotonic_ns": m, "realtime_ns": r}: wall = mono - m + r
+    filters: TraceFilters
+    clock: Clock
     # The span this file covers, wall clock: it holds every recorded call that completed in
     # [start_ns, end_ns); the next file of the recording starts at end_ns.
     start_ns: int
@@ -101,6 +128,15 @@ class RecordingMetadata:
     stack_sample_period: int = 1  # 1 in N calls carries a full stack when stacks == "full"
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        """Accept the nested structures as parsed JSON objects (as from_bytes and callers
+        that build metadata from plain data pass them)."""
+        if isinstance(self.filters, dict):
+            known = {f.name for f in dataclasses.fields(TraceFilters)}
+            self.filters = TraceFilters(**{k: v for k, v in self.filters.items() if k in known})
+        if isinstance(self.clock, dict):
+            self.clock = Clock(**self.clock)
 
     def to_bytes(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()

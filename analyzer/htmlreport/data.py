@@ -234,7 +234,7 @@ def recording_facts(loaded: Loaded) -> dict[str, Any]:
     """From the files' metadata: probe, stacks, kernels, losses, how it was recorded."""
     rec = loaded.recording
     metas = [f.meta for f in rec.files]
-    filters = sorted({json.dumps(m.filters, sort_keys=True) for m in metas})
+    filters = sorted({json.dumps(m.filters.as_dict(), sort_keys=True) for m in metas})
     commands = sorted({" ".join(m.command_line) for m in metas})
     return {
         "hosts": rec.hosts,

@@ -118,7 +118,7 @@ def test_command_calls_are_recorded_exactly(tmp_path: Path, workload_bin: Path) 
     assert meta.probe in support.expected_probes()
     assert meta.events == len(rows)
     assert meta.lost_total == 0
-    assert meta.filters["command"] == [str(workload_bin), str(rounds), str(threads), "50"]
+    assert meta.filters.command == [str(workload_bin), str(rounds), str(threads), "50"]
     assert meta.host == socket.gethostname() and meta.kernel == os.uname().release
     assert meta.start_ns <= ts[0] and meta.end_ns >= ts[-1]
     assert not list(out.glob("*.partial")), "a temporary file was left behind"
@@ -168,7 +168,7 @@ def test_pid_filter_keeps_only_that_process(
     pids = Counter(table["pid"].to_pylist())
     assert set(pids) == {wanted.pid} and other.pid not in pids
     assert pids[wanted.pid] > 1000
-    assert metas[0].filters["pids"] == [wanted.pid]
+    assert metas[0].filters.pids == [wanted.pid]
 
 
 def test_comm_filter_keeps_only_that_name(

@@ -44,7 +44,7 @@ class Sample:
     @property
     def driver(self) -> list[str]:
         """The command the recording ran and traced (`record ... -- COMMAND`)."""
-        return self.metadata[0].filters["command"]
+        return self.metadata[0].filters.command
 
     def option(self, row: dict) -> tuple[int, int]:
         return (row["level"], row["optname"])
@@ -170,7 +170,7 @@ def test_python_asyncio_asks_so_error_per_connection() -> None:
 def test_pgbench_libpq_asks_so_error_per_connection_and_the_server_none() -> None:
     s = sample("pgbench")
     assert s.driver[0].endswith("/pgbench") and "-C" in s.driver
-    assert "postgres" in s.metadata[0].filters["comms"]  # the server was traced too...
+    assert "postgres" in s.metadata[0].filters.comms  # the server was traced too...
     assert {r["comm"] for r in s.rows} == {"pgbench"}  # ...and made no call
     assert set(s.calls()) == {SOCKET_SO_ERROR}
     # -C: a connection per transaction, plus pgbench's first one
