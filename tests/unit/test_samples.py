@@ -213,7 +213,7 @@ def test_replicate_samples_hold_each_run_of_steady_exactly(name: str) -> None:
             f"sample_traces/{name}"
         )
         ids |= {m.recording_id for m in metas}
-        command = metas[0].filters["command"]
+        command = metas[0].filters.command
         rounds, threads = int(command[1]), int(command[2])
         changes = command[3] if len(command) > 3 else ""
         calls = rounds * threads
