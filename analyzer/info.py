@@ -132,35 +132,26 @@ def ledger_gaps(rec: Recording) -> list[tuple[Any, ...]]:
 def loss_windows(rec: Recording) -> list[tuple[Any, ...]]:
     """Every loss with the time window it happened in: a file's span, or the span a ledger
     covers after the last sealed file."""
-    rows: list[tuple[Any, ...]] = []
-    for f in rec.files:
-        m = f.meta
-        if m.lost_total:
-            rows.append(
-                (
-                    m.recording_id,
-                    m.host,
-                    to_datetime(m.start_ns),
-                    to_datetime(m.end_ns),
-                    m.lost_total,
-                    _reasons(m.lost),
-                    f.path.name,
-                )
-            )
-    for g in rec.ledgers:
-        led = g.ledger
-        if led.lost_total:
-            rows.append(
-                (
-                    led.recording_id,
-                    led.host,
-                    to_datetime(led.from_ns),
-                    to_datetime(led.to_ns),
-                    led.lost_total,
-                    _reasons(led.lost),
-                    g.path.name,
-                )
-            )
+    sources = [
+        (m.recording_id, m.host, m.start_ns, m.end_ns, m.lost, f.path.name)
+        for f in rec.files
+        for m in [f.meta]
+    ] + [
+        (
+            g.ledger.recording_id,
+            g.ledger.host,
+            g.ledger.from_ns,
+            g.ledger.to_ns,
+            g.ledger.lost,
+            g.path.name,
+        )
+        for g in rec.ledgers
+    ]
+    rows = [
+        (rid, host, to_datetime(start), to_datetime(end), sum(lost.values()), _reasons(lost), src)
+        for rid, host, start, end, lost, src in sources
+        if sum(lost.values())
+    ]
     return sorted(rows, key=lambda r: (r[2], r[0]))
 
 
