@@ -1,18 +1,20 @@
-"""Deal with the `.partial` files a killed recorder leaves: salvage what is whole, set aside
-what is not, and write down which stretch of time is missing.
+"""Deal with what a killed recorder leaves: salvage what is whole, set aside what is not, and
+write down which stretch of time is missing.
 
 A recorder killed with SIGKILL (or by a power cut) leaves the file it was writing without its
 Parquet footer, so nothing in it can be read. If it got as far as the footer and metadata (e.g.
 it failed only at the final rename), the file is whole: it is renamed to its final name.
-Otherwise it is renamed to `*.parquet.quarantined`, which readers ignore, and the time it
-covered goes into the recording's loss ledger as a span with no data: from the end of the
-previous sealed file (exact: files are back to back) to the recorder's last sign of life (its
-last ledger update or write to the file), so that `info` shows the gap instead of silence.
+Otherwise it is renamed to `*.parquet.quarantined`, which readers ignore. Either way, the
+calls after the last sealed file are gone, and that span goes into the recording's loss ledger
+as time with no data: from the end of the last sealed file (exact: files are back to back) to
+the recorder's last sign of life (its last ledger update, or its last write), so that `info`
+shows the gap instead of silence. A directory a live recorder still holds is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +27,19 @@ from sockopt_trace.ledger import LEDGER_SUFFIX, Ledger, Window
 @dataclass
 class Outcome:
     path: Path
-    action: str  # "salvaged" | "quarantined"
+    action: str  # "salvaged" | "quarantined" | "marked killed" (a ledger)
     new_path: Path
     events: int | None  # known for salvaged files
-    lost_from_ns: int | None  # the stretch of time a quarantined file held
+    lost_from_ns: int | None  # the stretch of time with no data
     lost_to_ns: int | None
 
 
 def recover(directory: Path, dry_run: bool = False) -> list[Outcome]:
     if not directory.is_dir():
         raise UserError(f"{directory} is not a recording directory")
+    _refuse_if_recording(directory)
     ends, ids = _sealed_ends(directory)
+    ledgers = {p: _read_ledger(p) for p in sorted(directory.rglob("*" + LEDGER_SUFFIX))}
     outcomes = []
     for partial in sorted(directory.rglob("*" + schema.PARTIAL_SUFFIX)):
         name = schema.FileName.parse(partial.name)
@@ -45,38 +49,67 @@ def recover(directory: Path, dry_run: bool = False) -> list[Outcome]:
             raise UserError(f"cannot recover {partial}: {err}") from None
         except Exception:  # no footer, no metadata: unreadable
             meta = None
+        stem = partial.name[: -len(schema.PARTIAL_SUFFIX)]
         ledger_path = partial.with_name(f"{name.prefix}{LEDGER_SUFFIX}") if name else None
-        ledger = _read_ledger(ledger_path)
+        ledger = ledgers.get(ledger_path) if ledger_path else None
+        last = max(partial.stat().st_mtime_ns, ledger.to_ns if ledger else 0)
         if meta is not None:
-            target = partial.with_name(name.final if name else _stem(partial) + schema.FILE_SUFFIX)
+            target = partial.with_name(name.final if name else stem + schema.FILE_SUFFIX)
             outcome = Outcome(partial, "salvaged", target, meta.events, None, None)
             if name:
                 ends[(name.prefix, name.sequence)] = meta.end_ns
             if ledger is not None and meta.sequence > ledger.sealed:
                 _sealed_now(ledger, meta)
+                ledger.to_ns = max(last, meta.end_ns)
         else:
             target = partial.with_name(
-                name.quarantined if name else _stem(partial) + schema.QUARANTINE_SUFFIX
+                name.quarantined if name else stem + schema.QUARANTINE_SUFFIX
             )
             prev = ends.get((name.prefix, name.sequence - 1)) if name else None
-            last = max(partial.stat().st_mtime_ns, ledger.to_ns if ledger else 0)
             start = prev if prev is not None else (ledger.from_ns if ledger else None)
             outcome = Outcome(partial, "quarantined", target, None, start, last)
-            if ledger_path is not None and start is not None:
-                rid = ids.get(name.prefix) if name else None
-                ledger = _killed(ledger, name, rid, start, last, target.name)
+            if ledger_path is not None and name is not None and start is not None:
+                ledger = _killed(ledger, name, ids.get(name.prefix), start, last, target.name)
+                ledgers[ledger_path] = ledger
         if target.exists():
             raise UserError(f"cannot recover {partial}: {target.name} exists already")
         if not dry_run:
             partial.rename(target)
-            if ledger is not None and ledger_path is not None:
-                _write_ledger(ledger_path, ledger)
         outcomes.append(outcome)
+    for path, ledger in ledgers.items():  # killed with nothing unsealed, or after a salvage
+        if ledger is not None and ledger.state == "recording":
+            why = "the recorder was killed after its last sealed file"
+            if ledger.to_ns > ledger.from_ns:
+                ledger.no_data.append(Window(ledger.from_ns, ledger.to_ns, why))
+            ledger.state = "killed"
+            outcomes.append(
+                Outcome(path, "marked killed", path, None, ledger.from_ns, ledger.to_ns)
+            )
+    if not dry_run:
+        for path, ledger in ledgers.items():
+            if ledger is not None:
+                _write_ledger(path, ledger)
     return outcomes
 
 
-def _stem(partial: Path) -> str:
-    return partial.name[: -len(schema.PARTIAL_SUFFIX)]
+def _refuse_if_recording(directory: Path) -> None:
+    """A live recorder holds the directory's lock file (recorder/output.py): its partial file
+    is being written, not left behind."""
+    lock = directory / schema.LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file: nobody records here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        raise UserError(
+            f"a recorder (pid {holder or '?'}) is still writing into {directory}: "
+            "stop it first; recover is for what a killed recorder left"
+        ) from None
+    finally:
+        os.close(fd)
 
 
 def _sealed_now(ledger: Ledger, meta: schema.RecordingMetadata) -> None:
@@ -88,20 +121,18 @@ def _sealed_now(ledger: Ledger, meta: schema.RecordingMetadata) -> None:
 
 def _killed(
     ledger: Ledger | None,
-    name: schema.FileName | None,
+    name: schema.FileName,
     recording_id: str | None,
     start: int,
     last: int,
     quarantined: str,
-) -> Ledger | None:
+) -> Ledger:
     """The span a killed recorder's unfinished file held, as a span with no data. A recorder
     that stopped on a write error or at once has counted those calls already (the ledger says
     how many), so nothing is added then."""
     if ledger is not None and ledger.state not in ("recording", "killed"):
         return ledger
     if ledger is None:
-        if name is None:
-            return None
         host, _, rid = name.prefix.rpartition("-")
         ledger = Ledger(host, recording_id or rid, "killed", name.sequence - 1, start, last)
     ledger.state = "killed"

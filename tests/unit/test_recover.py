@@ -114,3 +114,37 @@ def test_recover_applies_the_format_version_policy(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="upgrade sockopt-trace"):
         recover(rec)
     assert partial.exists()
+
+
+def test_recover_refuses_a_directory_a_recorder_still_holds(tmp_path: Path) -> None:
+    import fcntl
+
+    rec, _, broken = _killed_recording(tmp_path)
+    fd = os.open(rec / schema.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242\n")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(UserError, match=r"a recorder \(pid 4242\) is still writing"):
+            recover(rec)
+        assert broken.exists()
+    finally:
+        os.close(fd)
+    assert {o.action for o in recover(rec)} >= {"quarantined"}  # released: a dead recorder's
+
+
+def test_a_recorder_killed_between_files_gets_its_span_too(tmp_path: Path) -> None:
+    """Killed after a seal, before the next file was opened: no partial file, but the ledger
+    says the recorder was alive until T: that span has no data."""
+    rec = tmp_path / "rec"
+    (path,) = write_recording(rec, 100, files=1)
+    meta = schema.read_file_metadata(str(path))
+    prefix = schema.FileName.parse(path.name).prefix
+    alive = meta.end_ns + 3 * 10**9
+    ledger = Ledger(meta.host, meta.recording_id, "recording", 1, meta.end_ns, alive)
+    (rec / f"{prefix}{LEDGER_SUFFIX}").write_bytes(ledger.to_bytes())
+    (outcome,) = recover(rec)
+    assert outcome.action == "marked killed"
+    assert (outcome.lost_from_ns, outcome.lost_to_ns) == (meta.end_ns, alive)
+    after = Ledger.from_bytes((rec / f"{prefix}{LEDGER_SUFFIX}").read_bytes())
+    assert after.state == "killed" and len(after.no_data) == 1
+    assert recover(rec) == []  # done once
