@@ -1,6 +1,7 @@
 """What `info` says about a recording, from file metadata alone (no scan of the rows): each
 recording (host, how it was recorded, its span, events, lost events, files), then their total;
-the files; gaps in file sequences, partial and skipped files when there are any."""
+the files; losses with their time windows, gaps (missing files, spans with no data), partial
+and skipped files when there are any. Loss ledgers (sockopt_trace/ledger.py) count too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sockopt_trace.analyzer.render import Result
 from sockopt_trace.analyzer.storage import ObjectPath
 from sockopt_trace.analyzer.summary import (
     TOTAL,
+    Gap,
     RecordingSummary,
     files_table,
     sequence_gaps,
@@ -48,6 +50,7 @@ MORE_COLUMNS = [
     *(f"lost_{reason}" for reason in schema.LOSS_REASONS),
     "stacks_lost",
     "sequence_gaps",
+    "lower_bound",
 ]
 FILE_COLUMNS = ["path", "host", "recording_id", "sequence", "start_time", "end_time", "events"]
 FILE_COLUMNS += ["lost", "probe", "stacks"]
@@ -73,21 +76,23 @@ def describe(rec: Recording, what: str | None = None) -> list[Result]:
 def recordings_table(rec: Recording) -> Result:
     """One row per recording, then their total when there are several."""
     summaries = summarize(rec)
-    rows = [_row(s) for s in summaries]
     if len(summaries) > 1:
-        rows.append(_row(total(summaries, rec)))
-    columns = RECORDING_COLUMNS + MORE_COLUMNS
+        summaries.append(total(summaries, rec))
+    # a retired loss reason only where a file counted it (written by an older recorder)
+    retired = [r for r in schema.RETIRED_LOSS_REASONS if any(s.lost.get(r) for s in summaries)]
+    more = MORE_COLUMNS + [f"lost_{r}" for r in retired]
+    rows = [_row(s, more) for s in summaries]
     return Result(
-        columns,
+        RECORDING_COLUMNS + more,
         rows,
         "recordings",
-        hidden=tuple(MORE_COLUMNS),
+        hidden=tuple(more),
         keep=RECORDING_KEEP,
         drop=RECORDING_DROP,
     )
 
 
-def _row(s: RecordingSummary) -> tuple[Any, ...]:
+def _row(s: RecordingSummary, more: list[str]) -> tuple[Any, ...]:
     is_total = s.recording_id == TOTAL
     facts: dict[str, Any] = {
         "recording": TOTAL if is_total else s.recording_id[:8],
@@ -106,11 +111,12 @@ def _row(s: RecordingSummary) -> tuple[Any, ...]:
         "recording_end": to_datetime(s.end_ns),
         "kernel": ", ".join(s.kernels),
         "recorder_version": ", ".join(s.recorder_versions),
-        **{f"lost_{reason}": s.lost.get(reason, 0) for reason in schema.LOSS_REASONS},
+        **{f"lost_{reason}": n for reason, n in s.lost.items()},
         "stacks_lost": s.stacks_lost,
         "sequence_gaps": s.sequence_gaps,
+        "lower_bound": s.lower_bound,
     }
-    return tuple(facts[c] for c in RECORDING_COLUMNS + MORE_COLUMNS)
+    return tuple(facts.get(c, 0) for c in RECORDING_COLUMNS + more)
 
 
 def files_result(rec: Recording) -> Result:
@@ -122,7 +128,11 @@ def files_result(rec: Recording) -> Result:
 def _problems(rec: Recording) -> list[Result]:
     sections = []
     rows: list[tuple[Any, ...]]
-    gaps = sequence_gaps(rec.files)
+    losses = loss_windows(rec)
+    if losses:
+        columns = ["recording_id", "host", "from_time", "to_time", "lost", "reasons", "source"]
+        sections.append(Result(columns, losses, "losses"))
+    gaps = sequence_gaps(rec.files) + ledger_gaps(rec)
     if gaps:
         columns = ["recording_id", "host", "problem", "sequences", "from_time", "to_time"]
         rows = [
@@ -140,6 +150,60 @@ def _problems(rec: Recording) -> list[Result]:
         rows = [(str(p), "matched by the pattern, but not a recording file") for p in rec.ignored]
         sections.append(Result(["path", "problem"], rows, "ignored files"))
     return sections
+
+
+def ledger_gaps(rec: Recording) -> list[Gap]:
+    """Spans the loss ledgers say have no data: a killed recorder's unreadable file (written
+    there by `recover`), or nothing sealed yet by a recorder still running or killed."""
+    gaps: list[Gap] = []
+    for g in rec.ledgers:
+        led = g.ledger
+        after = str(led.sealed + 1)
+        for w in led.no_data:
+            gaps.append(
+                Gap(led.recording_id, led.host, f"no data: {w.why}", after, w.from_ns, w.to_ns)
+            )
+        if led.state == "recording":
+            problem = "nothing sealed yet: recorder running, or killed (then: recover)"
+            gaps.append(Gap(led.recording_id, led.host, problem, after, led.from_ns, led.to_ns))
+    return gaps
+
+
+def loss_windows(rec: Recording) -> list[tuple[Any, ...]]:
+    """Every loss with the time window it happened in: a file's span, or the span a ledger
+    covers after the last sealed file."""
+    sources = [
+        (f.meta.recording_id, f.meta.host, f.meta.start_ns, f.meta.end_ns, f.meta.lost, f.path)
+        for f in rec.files
+    ] + [
+        (
+            g.ledger.recording_id,
+            g.ledger.host,
+            g.ledger.from_ns,
+            g.ledger.to_ns,
+            g.ledger.lost,
+            g.path,
+        )
+        for g in rec.ledgers
+    ]
+    rows = [
+        (
+            rid,
+            host,
+            to_datetime(start),
+            to_datetime(end),
+            sum(lost.values()),
+            _reasons(lost),
+            src.name,
+        )
+        for rid, host, start, end, lost, src in sources
+        if sum(lost.values())
+    ]
+    return sorted(rows, key=lambda r: (r[2], r[0]))
+
+
+def _reasons(lost: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in lost.items() if v)
 
 
 def _joined(values: tuple[str, ...], noun: str) -> str:

@@ -11,7 +11,6 @@ only reported.
 from __future__ import annotations
 
 import glob
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,9 @@ import pyarrow.parquet as pq
 from sockopt_trace import schema
 from sockopt_trace.analyzer import storage
 from sockopt_trace.analyzer.storage import ObjectPath, Prune
+from sockopt_trace.analyzer.timespec import iso
 from sockopt_trace.errors import UserError
+from sockopt_trace.ledger import LEDGER_SUFFIX, Ledger
 from sockopt_trace.schema import RecordingMetadata
 
 SKIP_HINT = "--skip-bad skips files that are not readable recordings"
@@ -51,6 +52,14 @@ class SkippedFile:
 
 
 @dataclass(frozen=True)
+class LedgerFile:
+    """A recording's loss ledger (sockopt_trace/ledger.py): losses no sealed file carries."""
+
+    path: Path
+    ledger: Ledger
+
+
+@dataclass(frozen=True)
 class Recording:
     """The validated files of one or more recordings, and what was left out and why."""
 
@@ -58,6 +67,7 @@ class Recording:
     partial: tuple[FilePath, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
     ignored: tuple[Path, ...] = ()  # files a glob matched that are not Parquet (README.md)
+    ledgers: tuple[LedgerFile, ...] = ()
 
     @property
     def events(self) -> int:
@@ -65,16 +75,18 @@ class Recording:
 
     @property
     def hosts(self) -> list[str]:
-        return sorted({f.meta.host for f in self.files})
+        return sorted({f.meta.host for f in self.files} | {g.ledger.host for g in self.ledgers})
 
     @property
     def lost(self) -> dict[str, int]:
-        """Events lost in all files, per reason (every reason present, zero or not)."""
+        """Events lost in all files and ledgers, per reason: every current reason, zero or
+        not, and any other a file or ledger counts."""
         totals = dict.fromkeys(schema.LOSS_REASONS, 0)
-        for f in self.files:
-            for reason, n in f.meta.lost.items():
+        counts = [f.meta.lost for f in self.files] + [g.ledger.lost for g in self.ledgers]
+        for lost in counts:
+            for reason, n in lost.items():
                 totals[reason] = totals.get(reason, 0) + n
-        return totals
+        return {k: v for k, v in totals.items() if v or k in schema.LOSS_REASONS}
 
     @property
     def lost_total(self) -> int:
@@ -82,11 +94,12 @@ class Recording:
 
     @property
     def start_ns(self) -> int:
-        return min(f.meta.start_ns for f in self.files)
+        """From the first file's start (or a loss ledger's, when it is earlier)."""
+        return min([f.meta.start_ns for f in self.files] + [g.ledger.from_ns for g in self.ledgers])
 
     @property
     def end_ns(self) -> int:
-        return max(f.meta.end_ns for f in self.files)
+        return max([f.meta.end_ns for f in self.files] + [g.ledger.to_ns for g in self.ledgers])
 
     def leave_out(self, bad: Sequence[SkippedFile], *, skip_bad: bool) -> Recording:
         """This recording without the `bad` files: a UserError naming the first one unless
@@ -101,10 +114,11 @@ class Recording:
         if not files:
             problems = "; ".join(f"{s.path}: {s.problem}" for s in skipped[:3])
             raise UserError(f"no readable recording files: {problems}")
-        return Recording(files, self.partial, skipped, self.ignored)
+        return Recording(files, self.partial, skipped, self.ignored, self.ledgers)
 
     def notices(self) -> list[str]:
-        """One line each about what the reader should know: lost events, files left out."""
+        """One line each about what the reader should know: lost events, spans with no data,
+        files left out."""
         lines = []
         if self.lost_total:
             reasons = ", ".join(f"{k} {v:,}" for k, v in self.lost.items() if v)
@@ -112,6 +126,20 @@ class Recording:
                 f"the recording lost {self.lost_total:,} events ({reasons}): counts are low "
                 "and percentiles may be biased"
             )
+        for g in self.ledgers:
+            led = g.ledger
+            span = f"from {iso(led.from_ns)} to {iso(led.to_ns)}"
+            if led.lost_total:
+                reasons = ", ".join(f"{k} {v:,}" for k, v in led.lost.items() if v)
+                lines.append(f"lost {led.lost_total:,} events {span} ({reasons}; {g.path.name})")
+            for w in led.no_data:
+                lines.append(f"no data from {iso(w.from_ns)} to {iso(w.to_ns)}: {w.why}")
+            if led.state == "recording":
+                lines.append(
+                    f"nothing sealed after {iso(led.from_ns)} (last sign of life "
+                    f"{iso(led.to_ns)}): the recorder is still running, or was killed "
+                    f"(then: sockopt-trace recover {g.path.parent})"
+                )
         if self.partial:
             lines.append(
                 f"ignored {_count(len(self.partial), 'partial file')} (still being written, "
@@ -131,7 +159,11 @@ class Recording:
 
 
 def open_recording(
-    specs: Sequence[str | Path], *, skip_bad: bool = False, prune: Prune | None = None
+    specs: Sequence[str | Path],
+    *,
+    skip_bad: bool = False,
+    prune: Prune | None = None,
+    ledgers_only: bool = False,
 ) -> Recording:
     """Resolve `specs` to recording files and validate each one; `prune` leaves out the
     files of a fleet layout's host=/date= directories that cannot hold a call asked for,
@@ -139,16 +171,18 @@ def open_recording(
 
     Raises UserError (exit code 2) naming the first bad file, unless `skip_bad`, which leaves
     bad files out and lists them in `Recording.skipped` (an error still if none is left).
+    `ledgers_only` accepts a recording that has only loss ledgers (a recorder that failed or
+    was killed before it sealed a file): `info` shows what they say.
     """
     if not specs:
         raise UserError("no recording given: name a recording directory, file or glob")
-    candidates, partial, ignored = find_files(specs)
-    if not candidates:
+    candidates, partial, ignored, ledger_paths = find_files(specs)
+    if not candidates and not ledger_paths:
         raise UserError(
             f"{' '.join(map(str, specs))}: no recording files (*{schema.FILE_SUFFIX}) among the "
             f"files matched ({_names(ignored)})"
         )
-    if prune is not None:
+    if prune is not None and candidates:
         candidates = [p for p in candidates if prune.keeps(str(p))]
         if not candidates:
             raise UserError("no recording files left after --where host / --since / --until")
@@ -159,20 +193,41 @@ def open_recording(
             good.append(read_file(path))
         except BadFile as err:
             bad.append(SkippedFile(path, str(err)))
-    return Recording(tuple(good), tuple(partial), (), tuple(ignored)).leave_out(
-        bad, skip_bad=skip_bad
+    ledgers, unreadable = [], []
+    for lpath in ledger_paths:  # never fatal: a ledger adds to what the files say
+        try:
+            ledgers.append(LedgerFile(lpath, Ledger.from_bytes(lpath.read_bytes())))
+        except (OSError, ValueError) as err:
+            unreadable.append(SkippedFile(lpath, f"unreadable loss ledger ({first_line(err)})"))
+    rec = Recording(tuple(good), tuple(partial), tuple(unreadable), tuple(ignored), tuple(ledgers))
+    if not candidates:  # loss ledgers only
+        if ledgers_only and ledgers:
+            return rec
+        raise UserError(_only_ledgers(ledgers, unreadable))
+    return rec.leave_out(bad, skip_bad=skip_bad)
+
+
+def _only_ledgers(ledgers: list[LedgerFile], unreadable: list[SkippedFile]) -> str:
+    if not ledgers:
+        return f"{unreadable[0].path}: {unreadable[0].problem}, and no recording files"
+    lost = sum(g.ledger.lost_total for g in ledgers)
+    return (
+        f"{ledgers[0].path.parent}: no sealed recording files, only "
+        f"{_count(len(ledgers), 'loss ledger')} ({lost:,} events lost): "
+        "sockopt-trace info shows what they say"
     )
 
 
 def find_files(
     specs: Iterable[str | Path],
-) -> tuple[list[FilePath], list[FilePath], list[Path]]:
-    """(files to read, partial files seen, files a glob matched that are not recording files),
-    each without duplicates, in a stable order. A file named on its own is read whatever its
-    name (and fails in one line if it is not a recording)."""
+) -> tuple[list[FilePath], list[FilePath], list[Path], list[Path]]:
+    """(files to read, partial files seen, files a glob matched that are not recording files,
+    loss ledgers), each without duplicates, in a stable order. A file named on its own is read
+    whatever its name (and fails in one line if it is not a recording)."""
     found: dict[FilePath, None] = {}
     partial: dict[FilePath, None] = {}
     ignored: dict[Path, None] = {}
+    ledgers: dict[Path, None] = {}
     for spec in specs:
         if isinstance(spec, str) and storage.is_url(spec):
             files, part = _scan_prefix(storage.parse_url(spec))
@@ -182,9 +237,12 @@ def find_files(
         matched = glob.has_magic(str(spec)) and not Path(spec).exists()
         for path in _expand(str(spec)):
             if path.is_dir():
-                files, part = _scan_dir(path)
+                files, part, led = _scan_dir(path)
                 found.update(dict.fromkeys(files))
                 partial.update(dict.fromkeys(part))
+                ledgers.update(dict.fromkeys(led))
+            elif path.name.endswith(LEDGER_SUFFIX):
+                ledgers[path] = None
             elif matched and path.name.endswith(schema.PARTIAL_SUFFIX):
                 partial[path] = None
             elif matched and not path.name.endswith(schema.FILE_SUFFIX):
@@ -197,7 +255,7 @@ def find_files(
                 )
             else:
                 found[path] = None
-    return list(found), list(partial), list(ignored)
+    return list(found), list(partial), list(ignored), list(ledgers)
 
 
 def _expand(spec: str) -> list[Path]:
@@ -223,12 +281,13 @@ def _scan_prefix(prefix: ObjectPath) -> tuple[list[FilePath], list[FilePath]]:
     return files, partial
 
 
-def _scan_dir(directory: Path) -> tuple[list[FilePath], list[FilePath]]:
+def _scan_dir(directory: Path) -> tuple[list[FilePath], list[FilePath], list[Path]]:
     files: list[FilePath] = sorted(
         p for p in directory.rglob(f"*{schema.FILE_SUFFIX}") if p.is_file()
     )
     partial: list[FilePath] = sorted(directory.rglob(f"*{schema.PARTIAL_SUFFIX}"))
-    if not files:
+    ledgers = sorted(p for p in directory.rglob(f"*{LEDGER_SUFFIX}") if p.is_file())
+    if not files and not ledgers:
         why = (
             f"only {_count(len(partial), 'partial file')} (a recorder is still writing, or was "
             "killed before closing a file)"
@@ -240,7 +299,7 @@ def _scan_dir(directory: Path) -> tuple[list[FilePath], list[FilePath]]:
         raise UserError(
             f"{directory}: no recording files (*{schema.FILE_SUFFIX}) in this directory: {why}"
         )
-    return files, partial
+    return files, partial, ledgers
 
 
 def read_file(path: FilePath) -> RecordingFile:
@@ -274,32 +333,15 @@ def read_file(path: FilePath) -> RecordingFile:
 
 
 def parse_metadata(raw: bytes | None) -> RecordingMetadata:
-    """The file's RecordingMetadata, after checking format name and version. Raises BadFile."""
+    """The file's RecordingMetadata, after checking format name and version (the format's
+    policy, schema.check_format). Raises BadFile."""
     key = schema.METADATA_KEY.decode()
     if raw is None:
         raise BadFile(f"a Parquet file, but not a {schema.FORMAT_NAME} recording (no '{key}' key)")
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise BadFile(f"unreadable '{key}' metadata (not JSON)") from None
-    if not isinstance(data, dict) or data.get("format") != schema.FORMAT_NAME:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise BadFile(f"not a {schema.FORMAT_NAME} recording (format {found!r})")
-    version = data.get("format_version")
-    if not isinstance(version, int):
-        raise BadFile(f"metadata has no format version ({version!r})")
-    if version > schema.FORMAT_VERSION:
-        raise BadFile(
-            f"written in format version {version}, newer than this sockopt-trace reads "
-            f"({schema.FORMAT_VERSION}): upgrade sockopt-trace to read it"
-        )
-    if version < schema.FORMAT_VERSION:
-        raise BadFile(
-            f"written in format version {version}, which this sockopt-trace no longer reads "
-            f"(it reads {schema.FORMAT_VERSION}): use an older sockopt-trace"
-        )
-    try:
         return RecordingMetadata.from_bytes(raw)
+    except schema.FormatError as err:
+        raise BadFile(str(err)) from None
     except (ValueError, TypeError) as err:
         raise BadFile(f"unreadable '{key}' metadata: {err}") from None
 

@@ -27,8 +27,7 @@ from sockopt_trace.analyzer.symbolviews import (
     STACK_KEYS,
     STACK_LABEL,
 )
-
-UNKNOWN_FRAME = "[unknown]"
+from sockopt_trace.schema import UNKNOWN_FRAME
 
 
 @dataclass(frozen=True)

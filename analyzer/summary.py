@@ -18,11 +18,11 @@ from sockopt_trace import schema
 from sockopt_trace.analyzer.filters import Window
 from sockopt_trace.analyzer.recording import Recording, RecordingFile
 from sockopt_trace.analyzer.span import recording_spans, wall_clock_ns
+from sockopt_trace.ledger import Ledger
 from sockopt_trace.schema import RecordingMetadata
 
 _FILTER_OPTIONS = {"pids": "--pid", "comms": "--comm"}
 _FILTER_ORDER = {"pids": 0, "comms": 1}
-FIRST_SEQUENCE = 1  # the recorder numbers a recording's files 1, 2, 3, ...
 TOTAL = "total"
 
 
@@ -50,6 +50,9 @@ class RecordingSummary:
     sequence_gaps: int = 0  # missing or duplicated file sequence numbers
     recordings: int = 1
     wall_clock_s: float = 0.0  # time during which any of the recordings ran
+    # the rows may be fewer than the calls made: some were lost, or the kernel could not say
+    # whether it skipped runs of the programs (schema.RecordingMetadata.lower_bound)
+    lower_bound: bool = False
 
     @property
     def lost_total(self) -> int:
@@ -57,12 +60,21 @@ class RecordingSummary:
 
 
 def summarize(rec: Recording, window: Window = Window()) -> list[RecordingSummary]:
-    """One summary per recording, in order of start; recordings `window` misses are left out."""
+    """One summary per recording, in order of start; recordings `window` misses are left out.
+    Losses a recording's loss ledger holds (no sealed file carries them) count with it; a
+    recording with a ledger alone (it sealed no file) has no span and no events."""
     by_id: dict[str, list[RecordingFile]] = defaultdict(list)
     for f in rec.files:
         by_id[f.meta.recording_id].append(f)
+    ledgers: dict[str, list[Ledger]] = defaultdict(list)
+    for g in rec.ledgers:
+        ledgers[g.ledger.recording_id].append(g.ledger)
     spans = recording_spans(rec.files, window)
-    out = []
+    out = [
+        _ledger_only(rid, group)
+        for rid, group in ledgers.items()
+        if rid not in by_id and any(_in_window(window, g.from_ns, g.to_ns) for g in group)
+    ]
     for rid, files in by_id.items():
         if rid not in spans:
             continue
@@ -84,14 +96,42 @@ def summarize(rec: Recording, window: Window = Window()) -> list[RecordingSummar
                 recording_span_s=s.seconds,
                 events=events,
                 calls_per_s=events / s.seconds if s.covered_ns else None,
-                lost=_lost(metas),
+                lost=_lost([m.lost for m in metas] + [g.lost for g in ledgers.get(rid, [])]),
                 stacks_lost=sum(m.stacks_lost for m in metas),
                 files=len(files),
                 sequence_gaps=len(sequence_gaps(files)),
                 wall_clock_s=s.seconds,
+                lower_bound=any(m.lower_bound for m in metas)
+                or any(g.lost_total for g in ledgers.get(rid, [])),
             )
         )
     return sorted(out, key=lambda r: (r.start_ns, r.recording_id))
+
+
+def _in_window(window: Window, start_ns: int, end_ns: int) -> bool:
+    start, end = window.clip(start_ns, end_ns)
+    return end >= start
+
+
+def _ledger_only(rid: str, group: list[Ledger]) -> RecordingSummary:
+    """A recording that sealed no file: what its loss ledger says (no span: nothing recorded)."""
+    return RecordingSummary(
+        recording_id=rid,
+        hosts=_values(g.host for g in group),
+        command_lines=(),
+        filters=(),
+        probes=(),
+        stacks=(),
+        kernels=(),
+        recorder_versions=(),
+        start_ns=min(g.from_ns for g in group),
+        end_ns=max(g.to_ns for g in group),
+        recording_span_s=0.0,
+        events=0,
+        calls_per_s=None,
+        lost=_lost(g.lost for g in group),
+        lower_bound=True,
+    )
 
 
 def total(summaries: Sequence[RecordingSummary], rec: Recording | None = None) -> RecordingSummary:
@@ -116,12 +156,13 @@ def total(summaries: Sequence[RecordingSummary], rec: Recording | None = None) -
         recording_span_s=sum(s.recording_span_s for s in summaries),
         events=sum(s.events for s in summaries),
         calls_per_s=sum(rates) if rates else None,
-        lost={r: sum(s.lost.get(r, 0) for s in summaries) for r in schema.LOSS_REASONS},
+        lost=_lost(s.lost for s in summaries),
         stacks_lost=sum(s.stacks_lost for s in summaries),
         files=sum(s.files for s in summaries),
         sequence_gaps=sum(s.sequence_gaps for s in summaries),
         recordings=len(summaries),
         wall_clock_s=wall_clock_ns(spans.values()) / 1e9,
+        lower_bound=any(s.lower_bound for s in summaries),
     )
 
 
@@ -151,12 +192,12 @@ def files_table(rec: Recording) -> pa.Table:
         "events": pa.array([f.rows for f in rec.files], pa.int64()),
         "lost": pa.array([m.lost_total for m in metas], pa.int64()),
     }
-    for reason in schema.LOSS_REASONS:
+    for reason in (*schema.LOSS_REASONS, *schema.RETIRED_LOSS_REASONS):
         cols[f"lost_{reason}"] = pa.array([m.lost.get(reason, 0) for m in metas], pa.int64())
     cols["stacks"] = [m.stacks for m in metas]
     cols["stack_sample_period"] = pa.array([m.stack_sample_period for m in metas], pa.int64())
     cols["stacks_lost"] = pa.array([m.stacks_lost for m in metas], pa.int64())
-    cols["filters"] = [json.dumps(m.filters, sort_keys=True) for m in metas]
+    cols["filters"] = [json.dumps(m.filters.as_dict(), sort_keys=True) for m in metas]
     cols["command_line"] = [shlex.join(m.command_line) for m in metas]
     return pa.table(cols)
 
@@ -184,7 +225,7 @@ def sequence_gaps(files: Iterable[RecordingFile]) -> list[Gap]:
         group.sort(key=lambda f: f.meta.sequence)
         host = group[0].meta.host
         previous: RecordingFile | None = None
-        expected = FIRST_SEQUENCE
+        expected = schema.FIRST_SEQUENCE
         for f in group:
             seq = f.meta.sequence
             if previous is not None and seq == previous.meta.sequence:
@@ -207,7 +248,9 @@ def _filters(meta: RecordingMetadata) -> str:
     nginx'; the pids of a traced `-- COMMAND` included); '' when it traced every process. The
     command itself is in the command line."""
     parts = []
-    for key, value in sorted(meta.filters.items(), key=lambda kv: _FILTER_ORDER.get(kv[0], 9)):
+    for key, value in sorted(
+        meta.filters.as_dict().items(), key=lambda kv: _FILTER_ORDER.get(kv[0], 9)
+    ):
         if not value or key == "command":
             continue
         values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
@@ -216,9 +259,10 @@ def _filters(meta: RecordingMetadata) -> str:
     return " ".join(parts)
 
 
-def _lost(metas: Iterable[RecordingMetadata]) -> dict[str, int]:
+def _lost(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Losses by reason summed: every current reason, and a retired one where it was counted."""
     totals = dict.fromkeys(schema.LOSS_REASONS, 0)
-    for m in metas:
-        for reason, n in m.lost.items():
+    for lost in counts:
+        for reason, n in lost.items():
             totals[reason] = totals.get(reason, 0) + n
-    return totals
+    return {k: v for k, v in totals.items() if v or k in schema.LOSS_REASONS}

@@ -17,6 +17,7 @@
 
 static long calls;
 static int use_getppid;
+static double rate;
 
 static double now(void)
 {
@@ -33,6 +34,8 @@ static void *worker(void *arg)
 	double *elapsed = arg;
 	double t0 = now();
 	for (long i = 0; i < calls; i++) {
+		while (rate > 0 && now() - t0 < i / rate)
+			;
 		if (use_getppid) {
 			syscall(SYS_getppid);
 		} else {
@@ -50,6 +53,7 @@ int main(int argc, char **argv)
 	calls = argc > 1 ? atol(argv[1]) : 1000000;
 	int threads = argc > 2 ? atoi(argv[2]) : 1;
 	use_getppid = argc > 3 && strcmp(argv[3], "getppid") == 0;
+	rate = argc > 4 ? atof(argv[4]) : 0;
 	if (threads < 1 || threads > 64)
 		threads = 1;
 	pthread_t th[64];

@@ -26,6 +26,7 @@ import numpy as np
 from sockopt_trace.recorder.events import BUSY_BIT, DISCARD_BIT, event_dtype, record_dtype
 
 PAGE = mmap.PAGESIZE
+CAUGHT_UP_EVERY_NS = 5_000_000
 
 
 class RingReader:
@@ -107,11 +108,17 @@ class Consumer(threading.Thread):
     """Drains the ring buffer into a bounded queue of batches; the writer thread takes them from
     there.
 
-    Never blocks on the writer: if the queue holds `max_queued` events already, a batch is
-    dropped and counted (`dropped`), so the kernel side never stalls because the disk is slow.
-    Calls are read in batches every `batch_interval`. `on_batch` sees each batch just before
-    it is queued, and an empty one when there was none, so that what names the calls (the
-    kernel's mapping records, symbols.py) is taken in before the writer needs it.
+    Back-pressure reaches the kernel: when the queue holds `max_queued` events, the consumer
+    stops taking calls out of the ring (which then is the buffer) until the writer catches up,
+    so calls are lost only when the ring too is full, and then counted by the kernel
+    (`ringbuf_full`). Calls are read in batches every `batch_interval`. `on_batch` sees each
+    batch just before it is queued, and an empty one when there was none (or while waiting for
+    the writer), so that what names the calls (the kernel's mapping records, symbols.py) is
+    taken in before the writer needs it.
+
+    Besides batches, the queue carries ints: CLOCK_MONOTONIC times before which every call
+    reserved in the ring has been put on the queue (ahead of the int), which tell the writer
+    where it may cut files (see writer.py); and finally None.
     """
 
     def __init__(
@@ -130,23 +137,25 @@ class Consumer(threading.Thread):
         self.max_queued = max_queued
         self.poll_ms = poll_ms
         self.batch_interval = batch_interval
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # drain what is left, then end
+        self.abort_event = threading.Event()  # end now, leave the rest
         self.received = 0
-        self.dropped = 0
+        self.caught_up_ns = 0  # the last such time put on the queue
         self._queued = 0
-        self._lock = threading.Lock()
+        self._room = threading.Condition()
         self.error: BaseException | None = None
 
     def taken(self, n: int) -> None:
         """The writer calls this when it has taken n events off the queue."""
-        with self._lock:
+        with self._room:
             self._queued -= n
+            self._room.notify()
 
     def run(self) -> None:
         idle = select.poll()  # nothing to read: sleep until calls arrive
         idle.register(self.reader.fd, select.POLLIN)
         try:
-            while not self.stop_event.is_set():
+            while not self.stop_event.is_set() and not self.abort_event.is_set():
                 if self.drain_all():
                     # Reading lines the producing CPU has just written costs a cross-core
                     # transfer each (measured: ~250 ns per event when chasing the producer,
@@ -156,30 +165,48 @@ class Consumer(threading.Thread):
                 else:
                     self.on_batch(np.empty(0, event_dtype()))
                     idle.poll(self.poll_ms)
-            self.drain_all()  # what the kernel wrote before detach
+            if not self.abort_event.is_set():
+                self.drain_all()  # what the kernel wrote before detach
         except BaseException as err:  # surfaced by the session, never silently
             self.error = err
         finally:
             self.out.put(None)
 
     def drain_all(self) -> int:
-        """Take every call committed so far; return how many that was."""
+        """Take every call committed so far, as fast as the writer takes them; return how many
+        that was."""
+        started = time.monotonic_ns()
         total = 0
         end = self.reader.pending_bytes()
         while end > 0:
-            batch = self.reader.drain()
+            room = self._wait_for_room()
+            if room == 0:  # aborted
+                return total
+            batch = self.reader.drain(min(room, 1 << 16))
             if not len(batch):
                 break
             end -= len(batch) * self.reader.record_size
             total += len(batch)
             self.received += len(batch)
-            with self._lock:
-                keep = self._queued + len(batch) <= self.max_queued
-                if keep:
-                    self._queued += len(batch)
-                else:
-                    self.dropped += len(batch)
-            self.on_batch(batch if keep else batch[:0])
-            if keep:
-                self.out.put(batch)
+            with self._room:
+                self._queued += len(batch)
+            self.on_batch(batch)
+            self.out.put(batch)
+        if end <= 0 and started - self.caught_up_ns >= CAUGHT_UP_EVERY_NS:
+            self.caught_up_ns = started
+            self.out.put(started)
         return total
+
+    def _wait_for_room(self) -> int:
+        """Events the queue can take now, waiting (and taking in mapping records) while it is
+        full."""
+        while not self.abort_event.is_set():
+            with self._room:
+                room = self.max_queued - self._queued
+                if room <= 0:
+                    self._room.wait(0.005)
+                    room = self.max_queued - self._queued
+            if room > 0:
+                return room
+            self.on_batch(np.empty(0, event_dtype()))
+        return 0

@@ -18,7 +18,7 @@ def comm_strings(comms: np.ndarray) -> pa.Array:
         return pa.array([], pa.string())
     words = np.ascontiguousarray(comms).view("<u8").reshape(len(comms), -1)
     index, first = group_rows(*(words[:, i] for i in range(words.shape[1])))
-    names = [
+    names: list[str | None] = [
         bytes(comms[row]).rstrip(b"\0").decode("utf-8", "backslashreplace")
         for row in first.tolist()
     ]
@@ -49,17 +49,16 @@ class Decoder:
     def __call__(self, ev: np.ndarray, clock_offset: int) -> dict[str, pa.Array]:
         n = len(ev)
         pids = ev["pid"].astype(np.int32)
+        # Call sites and stacks are independent: --stacks --no-callsites has stacks only.
+        sites = {name: null_column(name, n) for name in CALLSITE_COLUMNS}
+        stacks = {name: null_column(name, n) for name in ("stack", "stack_locations")}
         if self.symbolizer is not None and ev["callsite"].any():
             sites = self.symbolizer.callsites(pids, ev["callsite"], ev["ts_ns"])
+        if self.symbolizer is not None:
             stacks = self.symbolizer.folded_stacks(
                 pids, ev["stack_id"], ev["callsite"], ev["ts_ns"], self.walk_stack
             )
             self.symbolizer.decoded(n)
-        else:
-            if self.symbolizer is not None:
-                self.symbolizer.decoded(n)
-            sites = {name: null_column(name, n) for name in CALLSITE_COLUMNS}
-            stacks = {name: null_column(name, n) for name in ("stack", "stack_locations")}
         return {
             "ts_ns": pa.array(ev["ts_ns"].astype(np.int64) + clock_offset),
             "latency_ns": pa.array(ev["latency_ns"].astype(np.int64)),

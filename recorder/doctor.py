@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder import environment
+from sockopt_trace.recorder.attached import kernel_reports_skipped_runs
 from sockopt_trace.recorder.perfmaps import open_tracker
 from sockopt_trace.recorder.probe import (
     MODES,
@@ -129,6 +130,7 @@ def run_checks() -> list[Check]:
             checks.append(Check(f"probe {mode}", True, f"loads and attaches at {where}"))
         except AttachError as err:
             checks.append(Check(f"probe {mode}", False, str(err), _mode_fix(mode)))
+    checks.append(_skipped_runs(checks))
     return checks
 
 
@@ -144,6 +146,22 @@ def _mapping_records() -> Check:
     ids = "with build-ids" if tracker.kernel_build_ids else "without build-ids (kernel < 5.12)"
     tracker.close()
     return Check("mapping records", True, f"perf side-band on every CPU, {ids}")
+
+
+def _skipped_runs(checks: list[Check]) -> Check:
+    """Whether this kernel reports runs of our programs it skipped (the kernel_skipped loss
+    reason); if not, a recording's counts are a lower bound (docs/reliability.md)."""
+    modes = [c.name.split()[1] for c in checks if c.name.startswith("probe ") and c.ok]
+    mode = modes[0] if modes else "tracepoint"
+    if kernel_reports_skipped_runs(mode):
+        return Check("skipped runs", True, "counted (bpf_prog_info.recursion_misses)")
+    return Check(
+        "skipped runs",
+        False,
+        f"not reported by Linux {platform.release()} for {mode} programs: "
+        "calls the kernel skipped would be missing uncounted (counts are a lower bound)",
+        "optional: Linux 6.7+ (5.12+ for fentry) counts them",
+    )
 
 
 def _mode_fix(mode: str) -> str:

@@ -58,6 +58,15 @@ def counter_names() -> tuple[str, ...]:
 
 
 @cache
+def control_index(name: str) -> int:
+    """Index of CONTROL_<NAME> in `enum control`, the slots of the map user space writes."""
+    body = re.search(r"enum control \{(.*?)\};", HEADER.read_text(), re.S)
+    assert body is not None
+    names = [n.lower() for n in re.findall(r"CONTROL_(\w+)", body.group(1))]
+    return names.index(name)
+
+
+@cache
 def record_dtype() -> np.dtype:
     """One ring buffer record: header then event, padded to 8 bytes."""
     ev = event_dtype()

@@ -43,6 +43,11 @@ struct cpu_state {
 BPF_TASK_STORAGE(entries, struct entry);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(state, struct cpu_state, 1);
+/* Set by user space when the recording stops (CONTROL_STOPPING): entries are no longer taken,
+ * calls already in flight still complete, and an exit without an entry is then not a loss (its
+ * call began after the stop). Without it, every call starting between the detach of the entry
+ * probe and that of the exit probe was counted as exit_without_entry. */
+BPF_ARRAY(control, u32, NR_CONTROLS);
 
 #ifdef FILTER_PID
 BPF_HASH(pid_filter, u32, u8, 65536);
@@ -63,6 +68,13 @@ static __always_inline void count(int idx)
 	struct cpu_state *st = state.lookup(&zero);
 	if (st)
 		st->counters[idx] += 1;
+}
+
+static __always_inline int stopping(void)
+{
+	int key = CONTROL_STOPPING;
+	u32 *flag = control.lookup(&key);
+	return flag && *flag;
 }
 
 static __always_inline int traced(u32 tgid)
@@ -86,7 +98,7 @@ static __always_inline int traced(u32 tgid)
 
 static __always_inline int on_enter(int fd, int level, int optname, void *optlen_ptr)
 {
-	if (!traced(bpf_get_current_pid_tgid() >> 32))
+	if (stopping() || !traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	struct entry *e = entries.task_storage_get(bpf_get_current_task_btf(), 0,
 						   BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -94,6 +106,8 @@ static __always_inline int on_enter(int fd, int level, int optname, void *optlen
 		count(CTR_ENTRY_MAP_FULL);
 		return 0;
 	}
+	if (!e->ts_ns)  /* a thread now inside the call; one whose exit was missed counts once */
+		count(CTR_ENTRIES);
 	e->optlen_ptr = (u64)optlen_ptr;
 	e->fd = fd;
 	e->level = level;
@@ -124,7 +138,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 	u32 tid = (u32)id, tgid = id >> 32;
 	struct entry *e = entries.task_storage_get(bpf_get_current_task_btf(), 0, 0);
 	if (!e || !e->ts_ns) {
-		if (traced(tgid))
+		if (!stopping() && traced(tgid))
 			count(CTR_EXIT_WITHOUT_ENTRY);
 		return 0;
 	}

@@ -31,7 +31,14 @@ enum counter {
 	CTR_ENTRY_MAP_FULL,       /* calls dropped: no task storage for the entry (out of memory) */
 	CTR_EXIT_WITHOUT_ENTRY,   /* exits whose entry was not seen */
 	CTR_STACKS_LOST,          /* events kept without their stack */
+	CTR_ENTRIES,              /* entries taken: minus exits seen, the calls in flight */
 	NR_COUNTERS,
+};
+
+/* Indexes into the `control` array, which user space writes. */
+enum control {
+	CONTROL_STOPPING = 0,     /* 1: the recording is stopping (see getsockopt.bpf.c) */
+	NR_CONTROLS,
 };
 
 #endif

@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from sockopt_trace.errors import UserError
+
+
+def check_command(argv: Sequence[str]) -> None:
+    """Refuse a command that cannot be run, before anything is compiled or created."""
+    if not argv:
+        raise UserError("no command given after --")
+    name = argv[0]
+    if "/" in name:
+        if not os.path.exists(name):
+            raise UserError(f"cannot run {name!r}: No such file or directory", 127)
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise UserError(f"cannot run {name!r}: Permission denied", 126)
+    elif shutil.which(name) is None:
+        raise UserError(f"cannot run {name!r}: command not found in PATH", 127)
 
 
 class Command:
@@ -75,6 +91,19 @@ class Command:
             code = os.waitstatus_to_exitcode(raw)
             self.status = 128 - code if code < 0 else code
         return self.status
+
+    def stop(self, grace: float, hurry: Callable[[], bool] = lambda: False) -> str:
+        """Stop the command: SIGTERM, then SIGKILL after `grace` seconds (at once when `grace`
+        is 0 or `hurry()` turns true). Returns which signal ended it."""
+        if grace > 0:
+            self.signal(signal.SIGTERM)
+            give_up = time.monotonic() + grace
+            while time.monotonic() < give_up and not hurry():
+                if self.poll() is not None:
+                    return "SIGTERM"
+                time.sleep(0.02)
+        self.signal(signal.SIGKILL)
+        return "SIGKILL" if grace <= 0 else "SIGTERM, then SIGKILL"
 
     def signal(self, sig: int) -> None:
         if self.status is None:

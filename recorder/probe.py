@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sockopt_trace.errors import ExitCode, UserError
-from sockopt_trace.recorder import bpfsys, environment
-from sockopt_trace.recorder.events import counter_names, record_dtype
-from sockopt_trace.recorder.loader import Handles, load_in_child
+from sockopt_trace.recorder import environment
+from sockopt_trace.recorder.events import record_dtype
 
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
 MODES = ("fentry", "kprobe", "tracepoint")
@@ -95,58 +92,6 @@ class AttachError(Exception):
     """One mode failed to load or attach; the message is one line saying why."""
 
 
-class Probe:
-    """An attached program, as the recording process holds it: file descriptors only.
-
-    The loader child (loader.py) compiled, loaded and attached it and passed us the descriptors
-    of its maps and attachments; closing an attachment detaches, closing everything unloads.
-    """
-
-    def __init__(self, handles: Handles, config: ProbeConfig) -> None:
-        self.handles = handles
-        self.mode = handles.mode
-        self.skipped = handles.skipped
-        self.config = config
-        self._names = counter_names()
-
-    @property
-    def ringbuf_fd(self) -> int:
-        return self.handles.maps["events"]
-
-    def counters(self) -> dict[str, int]:
-        """Kernel counters summed over CPUs, by name (see enum counter in getsockopt.h)."""
-        size = self.handles.value_sizes["state"]
-        stride = (size + 7) // 8 * 8
-        raw = bpfsys.lookup(self.handles.maps["state"], bytes(4), stride * bpfsys.possible_cpus())
-        per_cpu = np.frombuffer(raw or b"", dtype="<u8").reshape(-1, stride // 8)
-        total = (
-            per_cpu[:, : len(self._names)].sum(axis=0) if len(per_cpu) else [0] * len(self._names)
-        )
-        return dict(zip(self._names, (int(v) for v in total), strict=True))
-
-    def stack(self, stack_id: int) -> list[int]:
-        """Addresses of a user stack, innermost first; empty if it is gone."""
-        fd = self.handles.maps.get("stacks")
-        if stack_id < 0 or fd is None:
-            return []
-        raw = bpfsys.lookup(fd, stack_id.to_bytes(4, "little"), self.handles.value_sizes["stacks"])
-        if raw is None:
-            return []
-        addrs = np.frombuffer(raw, dtype="<u8")
-        end = np.flatnonzero(addrs == 0)
-        return [int(a) for a in addrs[: end[0] if len(end) else len(addrs)]]
-
-    def detach_entry(self) -> None:
-        """Stop seeing new calls; calls already inside getsockopt still complete (detach_exit)."""
-        self.handles.close_group("entry")
-
-    def detach_exit(self) -> None:
-        self.handles.close_group("exit")
-
-    def close(self) -> None:
-        self.handles.close_all()
-
-
 def kernel_symbols(names: set[str] | frozenset[str]) -> set[str]:
     """Which of `names` the running kernel has (vmlinux symbols in /proc/kallsyms)."""
     try:
@@ -172,7 +117,7 @@ def require_features(callsites: bool = True) -> None:
         raise UserError(
             f"kernel {platform.release()} is too old: sockopt-trace needs Linux "
             f"{OLDEST_KERNEL} or later (missing {'; '.join(missing)})",
-            3,
+            ExitCode.ENVIRONMENT,
         )
 
 
@@ -208,7 +153,6 @@ def load_mode(bcc: Any, mode: str, config: ProbeConfig) -> Any:
         except Exception as err:
             raise AttachError(_one_line(err, noise())) from None
     try:
-        _fill_filters(bpf, config)
         if mode == "kprobe" and not bpf.num_open_kprobes():
             raise AttachError(f"no kprobe attached on {where}")
         if mode == "tracepoint" and not bpf.num_open_tracepoints():
@@ -217,19 +161,6 @@ def load_mode(bcc: Any, mode: str, config: ProbeConfig) -> Any:
         bpf.cleanup()
         raise
     return bpf
-
-
-def _fill_filters(bpf: Any, config: ProbeConfig) -> None:
-    if config.pids:
-        table = bpf["pid_filter"]
-        for pid in config.pids:
-            table[table.Key(pid)] = table.Leaf(1)
-    if config.comms:
-        table = bpf["comm_filter"]
-        for comm in config.comms:
-            key = table.Key()
-            key.name = comm.encode()[: COMM_LEN - 1]
-            table[key] = table.Leaf(1)
 
 
 @contextlib.contextmanager
@@ -279,33 +210,3 @@ def validate(config: ProbeConfig) -> None:
         raise UserError("--stack-sample must be 1 or more")
     if config.ringbuf_bytes < PAGE:
         raise UserError(f"--ringbuf must be at least {PAGE} bytes")
-
-
-def attach(config: ProbeConfig) -> Probe:
-    """Load and attach; with mode auto, the best mode that works. Raises UserError if none.
-
-    Compiling happens in a child process (loader.py), so that bcc's LLVM never inflates the
-    memory of the recording process."""
-    validate(config)
-    environment.require_root()
-    return Probe(load_in_child(config), config)
-
-
-def try_modes(bcc: Any, config: ProbeConfig) -> tuple[Any, str, dict[str, str]]:
-    """(bcc.BPF, mode, why other modes were skipped) for the first mode that attaches."""
-    require_features(config.callsites)
-    modes = MODES if config.mode == "auto" else (config.mode,)
-    skipped: dict[str, str] = {}
-    for mode in modes:
-        try:
-            return load_mode(bcc, mode, config), mode, skipped
-        except AttachError as err:
-            skipped[mode] = str(err)
-    if config.mode == "auto":
-        why = "; ".join(f"{m}: {r}" for m, r in skipped.items())
-        raise UserError(
-            f"no probe mode attaches on kernel {platform.release()} ({why})", ExitCode.ENVIRONMENT
-        )
-    raise UserError(
-        f"probe mode {config.mode} does not work here: {skipped[config.mode]}", ExitCode.ENVIRONMENT
-    )

@@ -2,13 +2,22 @@
 
 Threads: the consumer drains the ring buffer into a bounded queue; the main thread writes
 (symbolize, convert, Parquet), keeps the status line, watches the duration, signals and the
-traced command. Stopping detaches the entry probe first and the exit probe a moment later, so
-calls already in flight complete, then drains, writes and seals everything.
+traced command.
+
+Stopping (the duration, a first SIGINT/SIGTERM/SIGHUP, the command's end): the kernel is told
+to take no new calls while calls in flight complete (at most STOP_WAIT_S), then the probes are
+detached, the ring drained and written and the last file sealed; no call is counted lost that
+was not made while recording. Every stop path ends in bounded time: a write error detaches at
+once and counts what was not written (write_error); a second signal stops at once, whatever is
+happening, and counts what was not written (discarded_at_stop). Losses no sealed file carries
+stay in the loss ledger beside the files. A traced command still running when the recording
+ends is stopped (SIGTERM, SIGKILL after COMMAND_GRACE_S), and the recorder says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import queue
 import signal
@@ -16,27 +25,34 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sockopt_trace import __version__
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder import environment
 from sockopt_trace.recorder.allocator import keep_freed_memory
+from sockopt_trace.recorder.attached import Probe, attach, kernel_reports_skipped_runs
 from sockopt_trace.recorder.consumer import Consumer, RingReader
 from sockopt_trace.recorder.decode import Decoder
-from sockopt_trace.recorder.launcher import Command
+from sockopt_trace.recorder.launcher import Command, check_command
+from sockopt_trace.recorder.output import OUTPUT_ERROR, prepare_directory
 from sockopt_trace.recorder.perfmaps import open_tracker
-from sockopt_trace.recorder.probe import Probe, ProbeConfig, attach, validate
+from sockopt_trace.recorder.probe import ProbeConfig, validate
 from sockopt_trace.recorder.status import StatusLine
 from sockopt_trace.recorder.symbols import Symbolizer
-from sockopt_trace.recorder.writer import (
-    OUTPUT_ERROR,
-    RecordingWriter,
-    WriteError,
-    WriterConfig,
-    prepare_directory,
-)
+from sockopt_trace.recorder.writer import RecordingWriter, Tally, WriteError, WriterConfig
+from sockopt_trace.schema import TraceFilters
 
-DRAIN_GRACE_S = 0.05  # between detaching entry and exit: lets in-flight calls complete
+STOP_WAIT_S = 1.0  # calls in flight when recording stops: how long they may take to complete
+COMMAND_GRACE_S = 5.0  # a signalled command: how long it may take to exit
+DRAIN_WAIT_S = 10.0  # after a write error: how long to count what the ring still holds
+_NOTHING = object()
+ENDINGS = {
+    "duration": "the recording reached its --duration",
+    "signal": "the recording was stopped by a signal",
+    "failed": "the recording failed",
+    "aborted": "the recording was stopped at once",
+}
 
 
 @dataclass
@@ -62,16 +78,34 @@ class RecordResult:
     kernel_counters: dict[str, int]
 
 
-class _Stop:
-    """Signal bookkeeping: the first SIGINT/SIGTERM asks to stop, a second insists."""
+class Aborted(Exception):
+    """A second SIGINT/SIGTERM/SIGHUP: stop at once."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """The first signal asks to stop; a second raises Aborted wherever the main thread is."""
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
-        self.requested = 0
-        self.signals: list[int] = []
+        self.received: list[int] = []
+        self.armed = True
+        self._old = {s: signal.signal(s, self) for s in self.HANDLED}
 
     def __call__(self, signum: int, _frame: object) -> None:
-        self.requested += 1
-        self.signals.append(signum)
+        self.received.append(signum)
+        if len(self.received) >= 2 and self.armed:
+            self.armed = False
+            raise Aborted(signum)
+
+    def restore(self) -> None:
+        self.armed = False
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
 
 
 def _stacks_mode(cfg: ProbeConfig) -> str:
@@ -79,184 +113,327 @@ def _stacks_mode(cfg: ProbeConfig) -> str:
 
 
 def record(opts: RecordOptions) -> RecordResult:
-    """Record until the duration passes, a signal arrives, or the command exits."""
+    """Record until the duration passes, a signal arrives, or the command exits.
+
+    Everything that can be refused is refused before anything is compiled. `opts` is not
+    changed."""
     if opts.duration is not None and opts.duration <= 0:
         raise UserError("--duration must be positive, e.g. 30s, 5m, 1h")
     validate(opts.probe)
     environment.require_root()
-    prepare_directory(opts.output, opts.force)
-    wcfg = opts.writer or WriterConfig(directory=opts.output)
-    wcfg.directory = opts.output
-
-    command = Command(opts.command) if opts.command else None
-    if command:
-        opts.probe.pids = [*opts.probe.pids, command.pid]
-        opts.probe.follow_forks = True
-    # mapping records start before the first call can be seen, so no process falls in between
-    symbolizer, why = None, None
-    if opts.probe.callsites or opts.probe.stacks:
-        tracker, why = open_tracker()
-        symbolizer = Symbolizer(tracker)
+    if opts.command:
+        check_command(opts.command)
+    lock = prepare_directory(opts.output, opts.force)
+    signals = _Signals()  # before compiling: a signal then stops the recording at its start
     try:
-        probe = attach(opts.probe)
-    except BaseException:
-        if command:
-            command.cancel()
-        if symbolizer:
-            symbolizer.close()
-        raise
-    try:
-        return _run(opts, wcfg, probe, command, symbolizer, why)
+        config = dataclasses.replace(
+            opts.writer or WriterConfig(directory=opts.output), directory=opts.output
+        )
+        return Session(opts, config, signals).run()
+    except Aborted as stop:
+        raise UserError(f"stopped at once by a second {stop}", 128 + stop.signum) from None
     finally:
-        probe.close()
+        signals.restore()
+        lock.release()
 
 
-def _run(
-    opts: RecordOptions,
-    wcfg: WriterConfig,
-    probe: Probe,
-    command: Command | None,
-    symbolizer: Symbolizer | None,
-    no_tracker: str | None,
-) -> RecordResult:
-    cfg = opts.probe
-    keep_freed_memory()
-    reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size)
-    if symbolizer:  # processes that run already; a traced command is covered by the records
-        symbolizer.attach_ring(reader)
-        symbolizer.start(cfg.pids if cfg.pids and not cfg.comms else None)
-    batches: queue.Queue = queue.Queue()
-    consumer = Consumer(reader, batches, symbolizer.observe if symbolizer else lambda _b: None)
-    write_errors = 0
+class Session:
+    def __init__(self, opts: RecordOptions, config: WriterConfig, signals: _Signals) -> None:
+        self.opts = opts
+        self.signals = signals
+        self.probe: Probe | None = None
+        self.write_errors = 0
+        self.discarded = 0
+        self.error: tuple[str, int] | None = None
+        self._counters = {"ringbuf_full": 0, "entry_map_full": 0, "exit_without_entry": 0}
+        self._counters.update(stacks_lost=0)
+        self._skipped_runs: int | None = None
+        self.writer = self._writer(config)
+        self.symbolizer: Symbolizer | None = None
+        self.no_tracker: str | None = None
 
-    def losses() -> dict[str, int]:
-        k = probe.counters()
-        return {
+    def _writer(self, config: WriterConfig) -> RecordingWriter:
+        try:
+            return RecordingWriter(config, self.tally)
+        except WriteError as err:
+            raise UserError(f"{err}: choose another -o DIR", OUTPUT_ERROR) from None
+
+    def tally(self) -> Tally:
+        """Cumulative losses by reason, from the kernel's counters and our own. A failed read
+        of the kernel's keeps the last values (they only grow)."""
+        if self.probe is not None:
+            with contextlib.suppress(OSError):
+                self._counters = self.probe.counters()
+            with contextlib.suppress(OSError):
+                self._skipped_runs = self.probe.skipped_runs()
+        k = self._counters
+        lost = {
             "ringbuf_full": k["ringbuf_full"],
             "entry_map_full": k["entry_map_full"],
             "exit_without_entry": k["exit_without_entry"],
-            "queue_full": consumer.dropped,
-            "write_error": write_errors,
-            "stacks_lost": k["stacks_lost"],
+            "write_error": self.write_errors,
+            "discarded_at_stop": self.discarded,
+        }
+        if self._skipped_runs is not None:
+            lost["kernel_skipped"] = self._skipped_runs
+        unreadable = self.probe.stacks_unreadable if self.probe else 0
+        return Tally(lost, k["stacks_lost"] + unreadable)
+
+    # -- the whole run ----------------------------------------------------------------------
+    def run(self) -> RecordResult:
+        opts = self.opts
+        cfg = opts.probe
+        command = Command(opts.command) if opts.command else None
+        if command:
+            cfg = dataclasses.replace(cfg, pids=[*cfg.pids, command.pid], follow_forks=True)
+        # mapping records start before the first call can be seen, so no process falls in between
+        if cfg.callsites or cfg.stacks:
+            tracker, self.no_tracker = open_tracker()
+            self.symbolizer = Symbolizer(tracker)
+        try:
+            self.probe = attach(cfg)
+        except BaseException:
+            if command:
+                command.cancel()
+            if self.symbolizer:
+                self.symbolizer.close()
+            self.writer.sidecar.remove()
+            raise
+        try:
+            return self._record(self.probe, cfg, command)
+        finally:
+            self.probe.close()
+
+    def _record(self, probe: Probe, cfg: ProbeConfig, command: Command | None) -> RecordResult:
+        keep_freed_memory()
+        symbolizer = self.symbolizer
+        self.reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size)
+        if symbolizer:  # processes that run already; a traced command is covered by the records
+            symbolizer.attach_ring(self.reader)
+            symbolizer.start(cfg.pids if cfg.pids and not cfg.comms else None)
+        self.batches: queue.Queue[Any] = queue.Queue()
+        self.consumer = Consumer(
+            self.reader, self.batches, symbolizer.observe if symbolizer else lambda _b: None
+        )
+        self.consumer_done = False
+        self.caught_up_ns = 0
+        self.status = StatusLine(self.opts.status, quiet=self.opts.quiet)
+        decoder = Decoder(self.writer.config.host, symbolizer, probe.stack)
+        self.writer.begin(
+            probe.handles.attached_ns,
+            self._base_metadata(probe, cfg),
+            decoder,
+            decoder.file_facts,
+        )
+        self.consumer.start()
+        reason = "failed"
+        try:
+            if command:
+                command.release()
+            if self.no_tracker:
+                self.status.info(
+                    f"warning: no mapping records ({self.no_tracker}): call sites of processes "
+                    "that exit within milliseconds may be [unknown]"
+                )
+            self.status.info(self._started(probe))
+            try:
+                reason = self._loop(command)
+                self._stop_cleanly(probe)
+            except WriteError as err:
+                self._fail(probe, err)
+        except Aborted as stop:
+            reason = "aborted"
+            self._abort(probe, stop)
+        finally:
+            self.signals.armed = False
+            self.consumer.abort_event.set()
+            if symbolizer:  # first: its thread reads the ring's positions
+                symbolizer.close()
+            with contextlib.suppress(Exception):
+                self.reader.close()
+            self.status.finish()
+        exit_code = self._end_command(command, reason)
+        return self._result(probe, exit_code)
+
+    def _base_metadata(self, probe: Probe, cfg: ProbeConfig) -> dict[str, Any]:
+        return {
+            "host": self.writer.config.host,
+            "kernel": platform.release(),
+            "probe": probe.mode,
+            "recorder_version": __version__,
+            "command_line": self.opts.command_line,
+            "filters": TraceFilters(list(cfg.pids), list(cfg.comms), list(self.opts.command)),
+            "stacks": _stacks_mode(cfg),
+            "stack_sample_period": cfg.stack_sample_period if cfg.stacks else 1,
+            "skipped_runs_counted": kernel_reports_skipped_runs(probe.mode),
         }
 
-    base = {
-        "host": wcfg.host,
-        "kernel": platform.release(),
-        "probe": probe.mode,
-        "recorder_version": __version__,
-        "command_line": opts.command_line,
-        "filters": {"pids": cfg.pids, "comms": cfg.comms, "command": opts.command},
-        "stacks": _stacks_mode(cfg),
-        "stack_sample_period": cfg.stack_sample_period if cfg.stacks else 1,
-    }
-    decoder = Decoder(wcfg.host, symbolizer, probe.stack)
-    writer = RecordingWriter(wcfg, base, decoder, losses, decoder.file_facts)
-    status = StatusLine(opts.status, quiet=opts.quiet)
-    stop = _Stop()
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    consumer.start()
-    exit_code = 0
-    error: str | None = None
-    try:
-        if command:
-            command.release()
-        if no_tracker:
-            status.info(
-                f"warning: no mapping records ({no_tracker}): call sites of processes that "
-                "exit within milliseconds may be [unknown]"
-            )
+    def _started(self, probe: Probe) -> str:
+        how = "cached program" if probe.handles.cached else "compiled"
         skipped = "".join(f"; {m} not used: {why}" for m, why in probe.skipped.items())
-        status.info(f"recording getsockopt calls ({probe.mode} probe{skipped}) into {opts.output}/")
-        deadline = time.monotonic() + opts.duration if opts.duration else None
-        stop_asked_at: float | None = None
+        return (
+            f"recording getsockopt calls ({probe.mode} probe, {how}{skipped}) "
+            f"into {self.opts.output}/"
+        )
+
+    # -- recording --------------------------------------------------------------------------
+    def _pump(self, timeout: float) -> None:
+        """Write the next batch, if one comes within `timeout`; keep the writer ticking with
+        the consumer's last caught-up time that came through the queue (so every call before
+        it has been added)."""
+        try:
+            item = self.batches.get(timeout=timeout)
+        except queue.Empty:
+            item = _NOTHING
+        if item is None:
+            self.consumer_done = True
+        elif isinstance(item, int):
+            self.caught_up_ns = item
+        elif item is not _NOTHING:
+            self.consumer.taken(len(item))
+            self.writer.add(item)
+        self.writer.tick(self.caught_up_ns)
+
+    def _loop(self, command: Command | None) -> str:
+        """Record until a reason to stop: 'duration', 'signal' or 'command'."""
+        deadline = time.monotonic() + self.opts.duration if self.opts.duration else None
+        asked_at: float | None = None
         while True:
-            try:
-                batch = batches.get(timeout=0.1)
-            except queue.Empty:
-                batch = None
-            if batch is not None:
-                consumer.taken(len(batch))
-                writer.add(batch)
-            writer.tick()
-            status.update(consumer.received, lambda: sum(_lost(losses())), writer.bytes_written)
-            if consumer.error is not None:
-                raise consumer.error
-            if stop.requested and stop_asked_at is None:
-                stop_asked_at = time.monotonic()
+            self._pump(0.1)
+            self.status.update(
+                self.consumer.received,
+                lambda: sum(self.tally().lost.values()),
+                self.writer.bytes_written,
+            )
+            if self.consumer.error is not None:
+                raise self.consumer.error
+            now = time.monotonic()
+            if self.signals.received and asked_at is None:
+                asked_at = now
                 if command:  # forward the first signal; keep recording while it winds down
-                    command.signal(stop.signals[0])
+                    command.signal(self.signals.received[0])
             if command and command.poll() is not None:
-                break
-            if stop.requested > 1 or (
-                stop_asked_at and (not command or time.monotonic() - stop_asked_at > 5)
-            ):
-                break
-            if deadline and time.monotonic() >= deadline:
-                break
-        probe.detach_entry()
-        time.sleep(DRAIN_GRACE_S)
-        probe.detach_exit()
-        consumer.stop_event.set()
-        while (batch := batches.get()) is not None:
-            consumer.taken(len(batch))
-            writer.add(batch)
-        consumer.join()
-        if consumer.error is not None:
-            raise consumer.error
-        writer.close()
-    except WriteError as err:
-        error = f"{err}; stopped recording (files already sealed are intact)"
-        exit_code = OUTPUT_ERROR
-        probe.detach_entry()
-        probe.detach_exit()
-        consumer.stop_event.set()
-        lost_in_flight = 0  # everything not yet written is lost to the write error, counted
-        while (batch := batches.get()) is not None:
-            consumer.taken(len(batch))
-            lost_in_flight += len(batch)
-        consumer.join()
-        write_errors += err.rows_lost + writer.abandon() + lost_in_flight
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        consumer.stop_event.set()
-        if symbolizer:  # first: its thread reads the ring's positions
-            symbolizer.close()
-        with contextlib.suppress(Exception):
-            reader.close()
-        status.finish()
-    if command:
-        with contextlib.suppress(ChildProcessError):
-            exit_code = exit_code or command.wait()
-    counters = probe.counters()
-    final = losses()
-    total_lost = _lost(final)
-    status.info(
-        f"{writer.rows_sealed:,} events in {len(writer.files)} files, "
-        f"{writer.bytes_written:,} bytes, lost {sum(total_lost):,}"
-        + (
-            f" ({', '.join(f'{k} {v:,}' for k, v in final.items() if v and k != 'stacks_lost')})"
-            if sum(total_lost)
-            else ""
+                return "command"
+            if asked_at is not None and (not command or now - asked_at > COMMAND_GRACE_S):
+                return "signal"
+            if deadline is not None and now >= deadline:
+                return "duration"
+
+    def _stop_cleanly(self, probe: Probe) -> None:
+        probe.stop_taking_calls()
+        give_up = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < give_up and _in_flight(probe) > 0:
+            self._pump(0.005)
+        probe.detach()
+        stop_ns = time.monotonic_ns()
+        self.consumer.stop_event.set()
+        while not self.consumer_done:  # the ring holds a bounded number of calls
+            self._pump(0.05)
+        self.consumer.join(timeout=1.0)
+        if self.consumer.error is not None:
+            raise self.consumer.error
+        self.writer.close(stop_ns)
+
+    def _fail(self, probe: Probe, err: WriteError) -> None:
+        """Writing failed: stop tracing now; what was not written is lost, and counted."""
+        self.error = (f"{err}; stopped recording (files already sealed are intact)", OUTPUT_ERROR)
+        probe.detach()
+        self.consumer.stop_event.set()
+        self.write_errors += err.rows_lost + self._count_unwritten(time.monotonic() + DRAIN_WAIT_S)
+        self.write_errors += self.writer.abandon()
+        self.writer.finish_ledger("failed", {})
+
+    def _abort(self, probe: Probe, stop: Aborted) -> None:
+        """A second signal: nothing more is written; what was taken is counted as discarded."""
+        probe.detach()
+        self.consumer.abort_event.set()
+        self.discarded += self._count_unwritten(time.monotonic())
+        self.discarded += self.writer.abandon(write_footer=False)
+        self.writer.finish_ledger("aborted", {})
+        self.error = (
+            f"stopped at once by a second {stop}: the last file stays .partial "
+            f"(sockopt-trace recover {self.opts.output}); losses are in "
+            f"{self.writer.sidecar.path.name}",
+            128 + stop.signum,
         )
-    )
-    if symbolizer and symbolizer.records_lost:
-        status.info(
-            f"warning: the kernel dropped {symbolizer.records_lost:,} mapping records (its "
-            "buffers were full): call sites of processes that exited quickly may be [unknown]"
+
+    def _count_unwritten(self, until: float) -> int:
+        """Calls taken from the kernel and not written: queued, and left in the ring (read
+        until `until`, then counted where they lie)."""
+        n = 0
+        while not self.consumer_done:
+            try:
+                batch = self.batches.get(timeout=max(0.0, min(0.05, until - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= until:
+                    break
+                continue
+            if batch is None:
+                self.consumer_done = True
+            elif not isinstance(batch, int):
+                self.consumer.taken(len(batch))
+                n += len(batch)
+        if not self.consumer_done:
+            self.consumer.abort_event.set()
+            self.consumer.join(timeout=1.0)
+            while True:
+                try:
+                    batch = self.batches.get_nowait()
+                except queue.Empty:
+                    break
+                n += len(batch) if batch is not None and not isinstance(batch, int) else 0
+            n += self.reader.pending_bytes() // self.reader.record_size
+        return n
+
+    # -- the end ----------------------------------------------------------------------------
+    def _end_command(self, command: Command | None, reason: str) -> int:
+        """The command's exit status, after stopping it if the recording ended first."""
+        if command is None:
+            if self.error:
+                return self.error[1]
+            return 0
+        if command.poll() is None:
+            gentle = reason in ("duration", "failed")
+            seen = len(self.signals.received)
+            how = command.stop(
+                COMMAND_GRACE_S if gentle else 0.0, lambda: len(self.signals.received) > seen
+            )
+            self.status.info(
+                f"{ENDINGS.get(reason, reason)} before {command.argv[0]} (pid {command.pid}) "
+                f"exited: stopped it with {how}; its exit status: {command.wait()}"
+            )
+        status = command.wait()
+        return self.error[1] if self.error else status
+
+    def _result(self, probe: Probe, exit_code: int) -> RecordResult:
+        final = self.tally().lost
+        total = sum(final.values())
+        reasons = ", ".join(f"{k} {v:,}" for k, v in final.items() if v)
+        w = self.writer
+        self.status.info(
+            f"{w.rows_sealed:,} events in {len(w.files)} files, {w.bytes_written:,} bytes, "
+            f"lost {total:,}" + (f" ({reasons})" if total else "")
         )
-    if error:
-        raise UserError(error, OUTPUT_ERROR)
-    return RecordResult(
-        files=writer.files,
-        events=writer.rows_sealed,
-        lost={k: v for k, v in final.items() if k != "stacks_lost"},
-        probe=probe.mode,
-        exit_code=exit_code,
-        kernel_counters=counters,
-    )
+        if self.symbolizer and self.symbolizer.records_lost:
+            self.status.info(
+                f"warning: the kernel dropped {self.symbolizer.records_lost:,} mapping records "
+                "(its buffers were full): call sites of processes that exited quickly may be "
+                "[unknown]"
+            )
+        if self.error:
+            raise UserError(*self.error)
+        return RecordResult(
+            files=w.files,
+            events=w.rows_sealed,
+            lost=final,
+            probe=probe.mode,
+            exit_code=exit_code,
+            kernel_counters=self._counters,
+        )
 
 
-def _lost(losses: dict[str, int]) -> list[int]:
-    return [v for k, v in losses.items() if k != "stacks_lost"]
+def _in_flight(probe: Probe) -> int:
+    try:
+        return probe.in_flight()
+    except OSError:
+        return 0

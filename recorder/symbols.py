@@ -27,11 +27,10 @@ from sockopt_trace.recorder.elfsyms import ElfSymbols
 from sockopt_trace.recorder.grouping import dictionary, group_rows, ints
 from sockopt_trace.recorder.mappings import Mapping, ProcessMaps
 from sockopt_trace.recorder.perfmaps import MapTracker
+from sockopt_trace.schema import UNKNOWN_FRAME
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-UNKNOWN = "[unknown]"
 
 
 class LRU(Generic[K, V]):
@@ -82,13 +81,13 @@ class Site:
         """`KEY:0xOFFSET:0xADDRESS` (KEY the build-id, else the path): a stack frame as
         `stack_locations` keeps it, for symbolizing later."""
         if self.offset is None:
-            return UNKNOWN
+            return UNKNOWN_FRAME
         key = self.build_id or (self.object or "").replace("%", "%25").replace(";", "%3B")
         address = f"{self.address:#x}" if self.address is not None else ""
         return f"{key}:{self.offset:#x}:{address}"
 
 
-UNKNOWN_SITE = Site(UNKNOWN, UNKNOWN)
+UNKNOWN_SITE = Site(UNKNOWN_FRAME, UNKNOWN_FRAME)
 
 
 class Ring(Protocol):

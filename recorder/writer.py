@@ -5,6 +5,14 @@ Every file is created as `NAME.parquet.partial` (O_EXCL, O_NOFOLLOW, mode 0640) 
 on an incomplete file. Rows are buffered into row groups, sorted by time (which lets the delta
 encoding of the timestamp column work), and converted from numpy to Arrow without per-row
 Python objects.
+
+Files are back to back: file k holds exactly the calls that completed (entry + latency, on
+CLOCK_MONOTONIC) in [start_ns, end_ns), and file k+1 starts where file k ends, so that the span
+of a missing file is exact. A cut at time T is safe once every call completed before T has come
+out of the ring: the consumer's caught-up time, or the latest completion seen, minus SETTLE_NS
+for calls other CPUs were still putting into the ring then. Calls completed after the cut wait
+in the buffer for the next file. Losses are counted into the file sealed after they are seen,
+and meanwhile kept on disk in the loss ledger (sidecar.py).
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sockopt_trace import schema
-from sockopt_trace.errors import ExitCode, UserError
 from sockopt_trace.recorder.events import event_dtype
+from sockopt_trace.recorder.sidecar import Sidecar
 
-OUTPUT_ERROR = ExitCode.OUTPUT
 DAY_NS = 86_400 * 10**9
+SETTLE_NS = 20_000_000
+LEDGER_EVERY_S = 1.0
 # The format's schema with string columns as Arrow dictionaries, which the decoder builds anyway;
 # the Parquet file is the same (plain strings, no Arrow schema stored).
 WRITE_SCHEMA = pa.schema(
@@ -41,7 +50,7 @@ WRITE_SCHEMA = pa.schema(
 )
 
 
-def clock_mapping() -> dict[str, int]:
+def clock_mapping() -> schema.Clock:
     """Pair CLOCK_MONOTONIC (bpf_ktime_get_ns) with CLOCK_REALTIME, from the tightest of a few
     reads, so that wall = mono - monotonic_ns + realtime_ns."""
     best: tuple[int, int, int] | None = None
@@ -52,32 +61,7 @@ def clock_mapping() -> dict[str, int]:
         if best is None or r1 - r0 < best[0]:
             best = (r1 - r0, m, (r0 + r1) // 2)
     assert best is not None
-    return {"monotonic_ns": best[1], "realtime_ns": best[2]}
-
-
-def prepare_directory(path: Path, force: bool) -> None:
-    """Create the output directory, or refuse one that already holds a recording."""
-    if path.is_symlink():
-        raise UserError(f"{path} is a symbolic link: give a real directory", OUTPUT_ERROR)
-    if path.exists() and not path.is_dir():
-        raise UserError(
-            f"{path} exists and is not a directory: choose another -o DIR", OUTPUT_ERROR
-        )
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as err:
-        raise UserError(f"cannot create {path}: {err.strerror}", OUTPUT_ERROR) from None
-    if not path.is_dir():
-        raise UserError(f"{path} exists and is not a directory", OUTPUT_ERROR)
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{path} is not writable: choose another -o DIR", OUTPUT_ERROR)
-    existing = [p.name for p in path.iterdir() if p.name.endswith((".parquet", ".partial"))]
-    if existing and not force:
-        raise UserError(
-            f"{path} already holds a recording ({len(existing)} files): "
-            "use another -o DIR, or --force to add to it",
-            OUTPUT_ERROR,
-        )
+    return schema.Clock(monotonic_ns=best[1], realtime_ns=best[2])
 
 
 @dataclass
@@ -95,6 +79,15 @@ class WriterConfig:
     layout: str = "flat"
 
 
+@dataclass
+class Tally:
+    """Cumulative counts since the recording started: losses by reason (schema.LOSS_REASONS),
+    and rows kept without their stack (not a loss: the call is recorded)."""
+
+    lost: dict[str, int]
+    stacks_lost: int = 0
+
+
 class WriteError(Exception):
     """Writing failed (disk full, I/O error); `rows_lost` were in memory and are gone."""
 
@@ -107,26 +100,22 @@ class RecordingWriter:
     """Turns batches of `struct event` rows into rotated Parquet files.
 
     `to_columns` converts a sorted numpy batch into the format's columns (call sites and stacks
-    are symbolized there); `losses` returns cumulative loss counters so each file can carry the
+    are symbolized there); `tally` returns the cumulative counts, so that each file carries the
     losses of its own span; `file_facts`, if given, returns what else the file being sealed
     should say about its rows (metadata fields), counted since the previous file was sealed.
+    The loss ledger is created at once: a directory in which nothing can be written is refused
+    before recording starts (WriteError).
     """
 
-    def __init__(
-        self,
-        config: WriterConfig,
-        base_metadata: dict[str, Any],
-        to_columns: Callable[[np.ndarray, int], dict[str, pa.Array]],
-        losses: Callable[[], dict[str, int]],
-        file_facts: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
+    def __init__(self, config: WriterConfig, tally: Callable[[], Tally]) -> None:
         self.config = config
-        self.file_facts = file_facts
-        self.base = base_metadata
-        self.to_columns = to_columns
-        self.losses = losses
+        self.base: dict[str, Any] = {}
+        self.to_columns: Callable[[np.ndarray, int], dict[str, pa.Array]] = _no_columns
+        self.file_facts: Callable[[], dict[str, Any]] | None = None
+        self.tally = tally
         self.recording_id = uuid.uuid4().hex
-        self.sequence = 0
+        self.prefix = schema.FileName.recording_prefix(config.host, self.recording_id)
+        self.sequence = schema.FIRST_SEQUENCE - 1  # of the last file opened
         self.files: list[Path] = []
         self.rows_written = 0  # into files, sealed or not
         self.rows_sealed = 0  # in files sealed under their final name
@@ -136,13 +125,52 @@ class RecordingWriter:
         self._pending_since = 0.0
         self._file: Any = None
         self._writer: pq.ParquetWriter | None = None
-        self._span_start = time.time_ns()  # files cover the recording without gaps
-        self._losses_base = losses()  # losses since the previous file was sealed go in the next
+        self._file_rows = 0
+        self._partial_path = config.directory
+        self._clock_offset = 0
+        self._span_start_mono = time.monotonic_ns()
+        self._span_start_wall: int | None = None  # set by the first seal: files are contiguous
+        self._seen_exit = 0  # latest completion added (CLOCK_MONOTONIC)
+        self._written_exit = 0  # latest completion written into the current file
+        self._first_exit: int | None = None  # earliest completion written into any file
+        self._caught_up = 0
+        self._base = tally()
         self._next_rotation = time.monotonic() + config.rotate_seconds
+        self._ledger_due = 0.0
+        try:
+            self.sidecar = Sidecar(
+                config.directory,
+                self.prefix,
+                config.host,
+                self.recording_id,
+                time.time_ns(),
+                config.file_mode,
+            )
+        except OSError as err:
+            raise WriteError(f"cannot write in {config.directory}: {err.strerror}", 0) from None
 
     # -- public -----------------------------------------------------------------------------
+    def begin(
+        self,
+        start_mono_ns: int,
+        base_metadata: dict[str, Any],
+        to_columns: Callable[[np.ndarray, int], dict[str, pa.Array]],
+        file_facts: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        """Recording starts: the first file's span starts at `start_mono_ns` (when the probes
+        were attached); `base_metadata` goes into every file; `to_columns` decodes rows;
+        `file_facts` says what else a file being sealed should say about its rows."""
+        self.base = base_metadata
+        self.to_columns = to_columns
+        self.file_facts = file_facts
+        self._span_start_mono = start_mono_ns
+        self._base = self.tally()
+        self._next_rotation = time.monotonic() + self.config.rotate_seconds
+
     def add(self, batch: np.ndarray) -> None:
         """Copy a batch into the row-group buffer, writing a row group whenever it fills."""
+        if len(batch):
+            self._seen_exit = max(self._seen_exit, int(_exits(batch).max()))
         while len(batch):
             if not self._pending_rows:
                 self._pending_since = time.monotonic()
@@ -152,85 +180,54 @@ class RecordingWriter:
             self._pending_rows += take
             batch = batch[take:]
             if self._pending_rows >= self._row_group_limit():
-                self.flush()
+                self._flush(self._watermark())
+                if self._pending_rows >= self._row_group_limit():  # nothing settled: rare
+                    self._flush(None)
 
-    def _row_group_limit(self) -> int:
-        """Rows per row group: the buffer's size, or fewer when files rotate at a small size
-        (so that rotation can happen at all), judged by the bytes per row seen so far."""
-        per_row = self.bytes_written / self.rows_written if self.rows_written else 2.0
-        fit = int(self.config.rotate_bytes / max(per_row, 0.25))
-        return max(1024, min(len(self._buffer), fit))
-
-    def tick(self) -> None:
-        """Called regularly: flush an old row group; every rotation interval (counted from the
-        start of the recording, whatever the rate) seal what has been recorded so far, so that
-        a killed recorder loses at most the last interval."""
+    def tick(self, caught_up_ns: int = 0) -> None:
+        """Called regularly with the consumer's caught-up time: every rotation interval (counted
+        from the start of the recording, whatever the rate) seal what has been recorded so far,
+        so that a killed recorder loses at most the last interval; flush an old row group;
+        keep the loss ledger current."""
+        self._caught_up = max(self._caught_up, caught_up_ns)
         now = time.monotonic()
         if now >= self._next_rotation or self._past_midnight():
             self._next_rotation += self.config.rotate_seconds * (
                 1 + (now - self._next_rotation) // self.config.rotate_seconds
             )
-            self.flush()
-            if self._writer is not None:
-                self._close_file()
+            self._cut(self._watermark())
         elif self._pending_rows and now - self._pending_since >= self.config.flush_seconds:
-            self.flush()
+            self._flush(self._watermark())
+        if now >= self._ledger_due:
+            self._ledger_due = now + LEDGER_EVERY_S
+            self.update_ledger()
 
     def _past_midnight(self) -> bool:
-        """In the fleet layout, the file open since the previous UTC day must be sealed."""
-        return (
-            self.config.layout == "fleet"
-            and self._writer is not None
-            and time.time_ns() // DAY_NS != self._start_ns // DAY_NS
-        )
+        """In the fleet layout, the file open since the previous UTC day must be sealed (once
+        every call of that day is in, so that the next file starts on the new day)."""
+        if self.config.layout != "fleet" or self._writer is None:
+            return False
+        settled_day = (self._watermark() + self._clock_offset) // DAY_NS
+        return settled_day != self._file_start_wall() // DAY_NS
 
-    def flush(self) -> None:
-        if not self._pending_rows:
-            return
-        rows = self._buffer[: self._pending_rows]
-        self._pending_rows = 0
-        try:
-            if self._writer is None:
-                self._open_file()
-            table = pa.table(self.to_columns(rows, self._clock_offset), schema=WRITE_SCHEMA)
-            ts = rows["ts_ns"]
-            if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # calls overlap across threads/CPUs
-                table = table.take(pa.array(np.argsort(ts, kind="stable")))
-            assert self._writer is not None
-            self._writer.write_table(table, row_group_size=len(rows))
-            self._file_rows += len(rows)
-            self.rows_written += len(rows)
-            first, last = table["ts_ns"][0].as_py(), table["ts_ns"][-1].as_py()
-            self._ts_range = (min(self._ts_range[0], first), max(self._ts_range[1], last))
-        except OSError as err:
-            raise WriteError(f"writing {self._partial_path}: {err.strerror}", len(rows)) from err
-        if self._file.tell() >= self.config.rotate_bytes:
-            self._close_file()
-
-    def close(self) -> None:
-        """Flush and seal the current file. Safe to call twice. A recording always has at
-        least one file, even with no events: it carries the span, the settings and any losses."""
-        self.flush()
-        if self._writer is None and (not self.files or any(self._unsealed_losses().values())):
-            try:
-                self._open_file()
-            except OSError as err:
-                raise WriteError(
-                    f"creating a file in {self.config.directory}: {err.strerror}", 0
-                ) from err
+    def close(self, stop_mono_ns: int) -> None:
+        """Write everything and seal the last file, whose span ends at `stop_mono_ns` (when the
+        probes were detached). A recording always has at least one file, even with no events:
+        it carries the span, the settings and any losses. Then the ledger is not needed."""
+        self._flush(None)
+        if self._writer is None and (not self.files or self._unsealed().lost):
+            self._open_file()
         if self._writer is not None:
-            self._close_file()
+            self._seal(max(stop_mono_ns, self._written_exit + 1))
+        self.sidecar.remove()
 
-    def _unsealed_losses(self) -> dict[str, int]:
-        now = self.losses()
-        return {k: v - self._losses_base.get(k, 0) for k, v in now.items()}
-
-    def abandon(self) -> int:
-        """After a write error: let go of the current file, which keeps its .partial name.
-        Returns how many rows that loses (in the unsealed file and not yet written)."""
+    def abandon(self, write_footer: bool = True) -> int:
+        """After a write error, or to stop at once: let go of the current file, which keeps
+        its .partial name. Returns how many rows that loses (in the unsealed file and not yet
+        written). Without `write_footer`, nothing more is written."""
         lost = self._file_rows + self._pending_rows
         self._file_rows = self._pending_rows = 0
-        if self._writer is not None:
+        if self._writer is not None and write_footer:
             with contextlib.suppress(Exception):  # a footer may still fit; then it is salvageable
                 self._writer.close()
         if self._file is not None:
@@ -238,6 +235,26 @@ class RecordingWriter:
                 self._file.close()
         self._writer = None
         return lost
+
+    def finish_ledger(self, state: str, extra: dict[str, int]) -> None:
+        """The recording ended without sealing everything: the ledger keeps, for good, what no
+        sealed file says (`extra`: losses the writer could not know of, e.g. rows it dropped)."""
+        led = self.sidecar.ledger
+        led.state = state
+        unsealed = self._unsealed().lost
+        led.lost = {k: v for k, v in _add(unsealed, extra).items() if v}
+        led.to_ns = time.time_ns()
+        self.sidecar.write(sync=True)
+        self.sidecar.close()
+
+    def update_ledger(self) -> None:
+        """Rewrite the ledger with the losses no sealed file carries yet (fsync'ed if they
+        changed) and the time, which tells `recover` how long the recorder was alive."""
+        led = self.sidecar.ledger
+        lost = {k: v for k, v in self._unsealed().lost.items() if v}
+        changed = lost != led.lost
+        led.lost, led.to_ns = lost, time.time_ns()
+        self.sidecar.write(sync=changed)
 
     @property
     def bytes_written(self) -> int:
@@ -248,46 +265,118 @@ class RecordingWriter:
     def pending_rows(self) -> int:
         return self._pending_rows
 
+    # -- rows -------------------------------------------------------------------------------
+    def _watermark(self) -> int:
+        """Every call completed before this time (CLOCK_MONOTONIC) has been added."""
+        settled = max(self._seen_exit, self._caught_up) - SETTLE_NS
+        return max(settled, self._written_exit + 1, self._span_start_mono)
+
+    def _row_group_limit(self) -> int:
+        """Rows per row group: the buffer's size, or fewer when files rotate at a small size
+        (so that rotation can happen at all), judged by the bytes per row seen so far."""
+        per_row = self.bytes_written / self.rows_written if self.rows_written else 2.0
+        fit = int(self.config.rotate_bytes / max(per_row, 0.25))
+        return max(1024, min(len(self._buffer), fit))
+
+    def _flush(self, before: int | None) -> None:
+        """Write the buffered rows that completed before `before` (all if None) as a row group;
+        the rest stay buffered. Rotates by size afterwards."""
+        if not self._pending_rows:
+            return
+        pending = self._buffer[: self._pending_rows]
+        if before is None:
+            rows, keep = pending, pending[:0]
+        else:
+            early = _exits(pending) < before
+            if not early.any():
+                return
+            rows, keep = pending[early], pending[~early]
+        if self._writer is None:
+            self._open_file()
+        # Symbolizing and converting happen outside the guard below: their failures are not
+        # the disk's, and must neither stop the recording as one nor count as write_error.
+        table = pa.table(self.to_columns(rows, self._clock_offset), schema=WRITE_SCHEMA)
+        ts = rows["ts_ns"]
+        if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # calls overlap across threads/CPUs
+            table = table.take(pa.array(np.argsort(ts, kind="stable")))
+        self._buffer[: len(keep)] = keep
+        self._pending_rows = len(keep)
+        try:
+            assert self._writer is not None
+            self._writer.write_table(table, row_group_size=len(rows))
+        except OSError as err:
+            raise WriteError(f"writing {self._partial_path}: {err.strerror}", len(rows)) from err
+        self._file_rows += len(rows)
+        self.rows_written += len(rows)
+        exits = _exits(rows)
+        self._written_exit = max(self._written_exit, int(exits.max()))
+        if self._first_exit is None:
+            self._first_exit = int(exits.min())
+        if self._file.tell() >= self.config.rotate_bytes:
+            self._cut(self._watermark())
+
+    def _cut(self, at: int) -> None:
+        """Seal the current file at `at` (CLOCK_MONOTONIC): the rows completed before it go
+        in; the next file starts there. With no file open, the span simply continues."""
+        self._flush(at)
+        if self._writer is not None:
+            self._seal(at)
+
+    def _unsealed(self) -> Tally:
+        now = self.tally()
+        lost = {k: v - self._base.lost.get(k, 0) for k, v in now.lost.items()}
+        return Tally({k: v for k, v in lost.items() if v}, now.stacks_lost - self._base.stacks_lost)
+
     # -- files ------------------------------------------------------------------------------
     def _open_file(self) -> None:
         self.sequence += 1
-        name = f"{self.config.host}-{self.recording_id[:8]}-{self.sequence:06d}"
-        directory = self.config.directory
-        if self.config.layout == "fleet":
-            day = time.strftime("%Y-%m-%d", time.gmtime(self._span_start / 1e9))
-            directory = directory / f"host={self.config.host}" / f"date={day}"
-            directory.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self._final_path = directory / f"{name}{schema.FILE_SUFFIX}"
-        self._partial_path = directory / f"{name}{schema.PARTIAL_SUFFIX}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self._partial_path, flags, self.config.file_mode)
-        os.fchmod(fd, self.config.file_mode)  # exact mode whatever the umask
-        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
-        self._writer = pq.ParquetWriter(self._file, WRITE_SCHEMA, **schema.parquet_write_options())
+        name = schema.FileName(self.prefix, self.sequence)
         self._clock = clock_mapping()
-        self._clock_offset = self._clock["realtime_ns"] - self._clock["monotonic_ns"]
-        self._start_ns = self._span_start
-        self._ts_range = (2**63 - 1, 0)
+        self._clock_offset = self._clock.offset_ns
+        directory = self.config.directory
+        try:
+            if self.config.layout == "fleet":
+                day = time.strftime("%Y-%m-%d", time.gmtime(self._file_start_wall() / 1e9))
+                directory = directory / f"host={self.config.host}" / f"date={day}"
+                directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self._final_path = directory / name.final
+            self._partial_path = directory / name.partial
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self._partial_path, flags, self.config.file_mode)
+            os.fchmod(fd, self.config.file_mode)  # exact mode whatever the umask
+            self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+            self._writer = pq.ParquetWriter(
+                self._file, WRITE_SCHEMA, **schema.parquet_write_options()
+            )
+        except OSError as err:
+            raise WriteError(f"creating {self._partial_path}: {err.strerror}", 0) from err
         self._file_rows = 0
+        self._written_exit = 0
 
-    def _close_file(self) -> None:
+    def _file_start_wall(self) -> int:
+        """Where the open file's span starts (wall clock): where the previous one ended; the
+        first file from the attach, or its first call if earlier."""
+        if self._span_start_wall is not None:
+            return self._span_start_wall
+        first = min(self._span_start_mono, self._first_exit or self._span_start_mono)
+        return first + self._clock_offset
+
+    def _seal(self, end_mono: int) -> None:
         assert self._writer is not None
-        now = self.losses()
-        lost = {k: now.get(k, 0) - self._losses_base.get(k, 0) for k in now}
-        self._losses_base = now
-        stacks_lost = lost.pop("stacks_lost", 0)
-        end_ns = time.time_ns()
-        self._span_start = end_ns
+        counts = self.tally()
+        lost = {k: v - self._base.lost.get(k, 0) for k, v in counts.lost.items()}
+        start_ns = self._file_start_wall()
+        end_ns = max(end_mono + self._clock_offset, start_ns)
         meta = schema.RecordingMetadata(
             **self.base,
             recording_id=self.recording_id,
             sequence=self.sequence,
             clock=self._clock,
-            start_ns=min(self._start_ns, self._ts_range[0]),
-            end_ns=max(end_ns, self._ts_range[1]),
+            start_ns=start_ns,
+            end_ns=end_ns,
             events=self._file_rows,
             lost={r: lost.get(r, 0) for r in schema.LOSS_REASONS},
-            stacks_lost=stacks_lost,
+            stacks_lost=counts.stacks_lost - self._base.stacks_lost,
             **(self.file_facts() if self.file_facts else {}),
         )
         try:
@@ -302,7 +391,26 @@ class RecordingWriter:
             raise WriteError(f"sealing {self._partial_path}: {err.strerror}", 0) from err
         finally:
             self._writer = None
+        self._base = counts
+        self._span_start_wall = end_ns
+        self._span_start_mono = end_mono
         self.bytes_closed += size
         self.files.append(self._final_path)
         self.rows_sealed += self._file_rows
         self._file_rows = 0
+        led = self.sidecar.ledger
+        led.sealed, led.from_ns, led.lost = self.sequence, end_ns, {}
+        self.update_ledger()
+
+
+def _no_columns(rows: np.ndarray, clock_offset: int) -> dict[str, pa.Array]:
+    raise RuntimeError("RecordingWriter.begin() was not called")
+
+
+def _exits(rows: np.ndarray) -> np.ndarray:
+    """When each call completed (CLOCK_MONOTONIC ns)."""
+    return rows["ts_ns"].astype(np.int64) + rows["latency_ns"].astype(np.int64)
+
+
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}

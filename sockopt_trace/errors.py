@@ -43,7 +43,8 @@ _MEANING = {
 
 class UserError(Exception):
     """A problem the user can fix: printed as one line, exit status `code` (an ExitCode, or
-    127/126 when `record -- COMMAND` cannot start the command, as a shell would)."""
+    127/126 when `record -- COMMAND` cannot start the command, as a shell would, or 128+N when
+    a second signal N stopped `record` at once)."""
 
     def __init__(self, message: str, code: int = ExitCode.USAGE) -> None:
         super().__init__(message)

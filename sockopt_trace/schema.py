@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,14 @@ import pyarrow as pa
 
 FORMAT_NAME = "sockopt-trace"
 FORMAT_VERSION = 1
+OLDEST_READABLE_VERSION = 1  # files of versions from this one to FORMAT_VERSION are read
 METADATA_KEY = b"sockopt_trace"
 FILE_SUFFIX = ".parquet"
 PARTIAL_SUFFIX = ".parquet.partial"
 QUARANTINE_SUFFIX = ".parquet.quarantined"  # a partial file `recover` could not salvage
+UNKNOWN_FRAME = "[unknown]"  # a call site or stack frame no symbol names (callsite, stack)
+FIRST_SEQUENCE = 1  # a recording's files are numbered 1, 2, 3, ... (FileName.sequence)
+LOCK_NAME = ".sockopt-trace.lock"  # held by the recorder writing into a directory
 
 # Column name -> (type, meaning). The order is the order in every file.
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
@@ -116,17 +121,49 @@ DELTA_COLUMNS = tuple(n for n in _ALL if n not in (*DICTIONARY_COLUMNS, *PLAIN_C
 
 # Why a completed call has no row. Counted exactly, per file, in `RecordingMetadata.lost`.
 LOSS_REASONS = (
-    "ringbuf_full",  # the kernel could not reserve ring buffer space (consumer too slow)
+    "ringbuf_full",  # the kernel could not reserve ring buffer space (ring and writer both full)
     "entry_map_full",  # too many threads inside getsockopt at once to remember their entry
     "exit_without_entry",  # exit seen without its entry (the call began before attaching)
-    "queue_full",  # user space dropped a decoded batch (writer could not keep up)
+    "kernel_skipped",  # runs of our programs the kernel skipped (one already running on the CPU)
     "write_error",  # rows that were in memory when writing failed (disk full, I/O error)
+    "discarded_at_stop",  # rows taken from the kernel, not written: stopped at once (2nd signal)
+)
+# Counted by earlier recorders, never now; still read and shown when a file has them.
+RETIRED_LOSS_REASONS = (
+    "queue_full",  # user space dropped batches; back-pressure now reaches the kernel's ring
 )
 
 
 @dataclass
+class Clock:
+    """CLOCK_MONOTONIC (the kernel's bpf_ktime_get_ns) and CLOCK_REALTIME read at one instant,
+    so that wall = mono + offset_ns."""
+
+    monotonic_ns: int
+    realtime_ns: int
+
+    @property
+    def offset_ns(self) -> int:
+        return self.realtime_ns - self.monotonic_ns
+
+
+@dataclass
+class TraceFilters:
+    """What the recorder was told to trace (all empty: every process): the kernel-side filters,
+    as given on its command line."""
+
+    pids: list[int] = field(default_factory=list)
+    comms: list[str] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)  # `record -- COMMAND`
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class RecordingMetadata:
-    """What every file says about itself; written as JSON under `METADATA_KEY`."""
+    """What every file says about itself; written as JSON under `METADATA_KEY` (the nested
+    structures as JSON objects, the same as version 1 always wrote them)."""
 
     host: str
     kernel: str
@@ -135,13 +172,18 @@ class RecordingMetadata:
     recording_id: str
     sequence: int
     command_line: list[str]
-    filters: dict[str, Any]
-    clock: dict[str, int]  # {"monotonic_ns": m, "realtime_ns": r}: wall = mono - m + r
-    start_ns: int  # wall-clock span this file covers (file opened .. closed)
+    filters: TraceFilters
+    clock: Clock
+    # The span this file covers, wall clock: it holds every recorded call that completed in
+    # [start_ns, end_ns); the next file of the recording starts at end_ns.
+    start_ns: int
     end_ns: int
     events: int
     lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LOSS_REASONS, 0))
     stacks_lost: int = 0  # rows kept whose stack could not be captured (stack map full)
+    # Whether the kernel could report runs of our programs it skipped (kernel_skipped): if
+    # not, such calls may be missing without being counted.
+    skipped_runs_counted: bool = False
     stacks: str = "callsite"  # "off" | "callsite" | "full"
     stack_sample_period: int = 1  # 1 in N calls carries a full stack when stacks == "full"
     # distinct call sites and stack frames in this file that the recorder could name only as
@@ -151,23 +193,35 @@ class RecordingMetadata:
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        """Accept the nested structures as parsed JSON objects (as from_bytes and callers
+        that build metadata from plain data pass them)."""
+        if isinstance(self.filters, dict):
+            known = {f.name for f in dataclasses.fields(TraceFilters)}
+            self.filters = TraceFilters(**{k: v for k, v in self.filters.items() if k in known})
+        if isinstance(self.clock, dict):
+            self.clock = Clock(**self.clock)
+
     def to_bytes(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> RecordingMetadata:
-        """Parse metadata; raises ValueError on anything that is not this format's JSON."""
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("metadata is not a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = {f.name for f in dataclasses.fields(cls) if f.name not in data} - {
-            "lost",
-            "stacks_lost",
-            "stacks",
-            "stack_sample_period",
-            "unresolved_sites",
+        """Parse metadata; raises FormatError if it is not this format or not a version this
+        code reads, ValueError if it does not parse."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ValueError("not JSON") from None
+        check_format(data)
+        fields = dataclasses.fields(cls)
+        names = {f.name for f in fields}
+        required = {  # fields without a default: added later, a field gets one (optional)
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
+        missing = required - set(data)
         if missing:
             raise ValueError(f"metadata lacks {', '.join(sorted(missing))}")
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -175,6 +229,76 @@ class RecordingMetadata:
     @property
     def lost_total(self) -> int:
         return sum(self.lost.values())
+
+    @property
+    def lower_bound(self) -> bool:
+        """The file's rows may be fewer than the calls made in its span: some were lost, or
+        the kernel could not say whether it skipped any."""
+        return self.lost_total > 0 or not self.skipped_runs_counted
+
+
+@dataclass(frozen=True)
+class FileName:
+    """How a recording's files are named: PREFIX-SEQUENCE.parquet, where PREFIX is the host
+    name and the first 8 hex digits of the recording id, so that recordings can share a
+    directory, and the sequence (from 1, at least 6 digits) sorts the files of one recording."""
+
+    prefix: str
+    sequence: int
+
+    _PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<seq>\d{6,})\.parquet(?:\.partial|\.quarantined)?$")
+
+    @staticmethod
+    def recording_prefix(host: str, recording_id: str) -> str:
+        return f"{host}-{recording_id[:8]}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.prefix}-{self.sequence:06d}"
+
+    @property
+    def final(self) -> str:
+        return self.stem + FILE_SUFFIX
+
+    @property
+    def partial(self) -> str:
+        return self.stem + PARTIAL_SUFFIX
+
+    @property
+    def quarantined(self) -> str:
+        return self.stem + QUARANTINE_SUFFIX
+
+    @classmethod
+    def parse(cls, name: str) -> FileName | None:
+        """The name of a final, partial or quarantined file; None for any other name."""
+        m = cls._PATTERN.match(name)
+        return cls(m["prefix"], int(m["seq"])) if m else None
+
+
+class FormatError(ValueError):
+    """Not this format, or a version of it this code does not read; the message says which."""
+
+
+def check_format(data: object) -> None:
+    """The version policy, for every reader (analyzer, recover): format name, then version.
+    Raises FormatError."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise FormatError(f"not a {FORMAT_NAME} recording (format {found!r})")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise FormatError(f"metadata has no format version ({version!r})")
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"written in format version {version}, newer than this sockopt-trace reads "
+            f"({FORMAT_VERSION}): upgrade sockopt-trace to read it"
+        )
+    if version < OLDEST_READABLE_VERSION:
+        raise FormatError(
+            f"written in format version {version}, which this sockopt-trace no longer reads "
+            f"(it reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}): use an older "
+            "sockopt-trace"
+        )
 
 
 def parquet_write_options() -> dict[str, Any]:

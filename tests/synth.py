@@ -27,6 +27,7 @@ from sockopt_trace.schema import (
     FORMAT_VERSION,
     LOSS_REASONS,
     METADATA_KEY,
+    FileName,
     RecordingMetadata,
     parquet_write_options,
 )
@@ -320,8 +321,8 @@ def write_recording(
             stacks=stacks,
             stack_sample_period=stack_sample_period,
         )
-        path = directory / f"{host}-{seq:06d}.parquet"
-        paths.append(write_file(path, table, meta, row_group_rows))
+        name = FileName(FileName.recording_prefix(host, recording_id), seq)
+        paths.append(write_file(directory / name.final, table, meta, row_group_rows))
     return paths
 
 
@@ -336,8 +337,10 @@ def write_events(directory: Path, table: pa.Table, *, files: int = 1, **meta: An
     paths = []
     for i, part in enumerate(np.array_split(np.arange(table.num_rows), files)):
         chunk = table.take(pa.array(part))
-        path = directory / f"{host}-{i + 1:06d}.parquet"
-        paths.append(write_file(path, chunk, make_metadata(chunk, sequence=i + 1, **meta)))
+        name = FileName(FileName.recording_prefix(host, meta["recording_id"]), i + 1)
+        paths.append(
+            write_file(directory / name.final, chunk, make_metadata(chunk, sequence=i + 1, **meta))
+        )
     return paths
 
 

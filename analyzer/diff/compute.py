@@ -305,7 +305,9 @@ def settings_warnings(base: Recording, new: Recording, dims: Sequence[str]) -> l
 def _filters(meta: RecordingMetadata) -> str:
     """The recorder's filters, pids aside: a process restarted between the recordings has a
     new pid, so only whether calls were filtered by pid is compared."""
-    filters = {k: v for k, v in meta.filters.items() if v and k != "pids"}
-    if meta.filters.get("pids"):
+    filters: dict[str, object] = {
+        k: v for k, v in meta.filters.as_dict().items() if v and k != "pids"
+    }
+    if meta.filters.pids:
         filters["pids"] = "some"
     return json.dumps(filters, sort_keys=True) if filters else "none"

@@ -62,4 +62,5 @@ def info(
     from sockopt_trace.analyzer.recording import open_recording
 
     table = what.value if what else ("recordings" if fmt is Format.csv else None)
-    emit(describe(open_recording(recs, skip_bad=skip_bad), table), fmt, max_rows)
+    rec = open_recording(recs, skip_bad=skip_bad, ledgers_only=True)
+    emit(describe(rec, table), fmt, max_rows)

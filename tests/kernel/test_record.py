@@ -3,6 +3,7 @@ workload is known to have done (tests/workloads/calls.c)."""
 
 from __future__ import annotations
 
+import base64
 import errno
 import itertools
 import json
@@ -18,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -116,7 +118,7 @@ def test_command_calls_are_recorded_exactly(tmp_path: Path, workload_bin: Path) 
     assert meta.probe in support.expected_probes()
     assert meta.events == len(rows)
     assert meta.lost_total == 0
-    assert meta.filters["command"] == [str(workload_bin), str(rounds), str(threads), "50"]
+    assert meta.filters.command == [str(workload_bin), str(rounds), str(threads), "50"]
     assert meta.host == socket.gethostname() and meta.kernel == os.uname().release
     assert meta.start_ns <= ts[0] and meta.end_ns >= ts[-1]
     assert not list(out.glob("*.partial")), "a temporary file was left behind"
@@ -166,20 +168,21 @@ def test_pid_filter_keeps_only_that_process(
     pids = Counter(table["pid"].to_pylist())
     assert set(pids) == {wanted.pid} and other.pid not in pids
     assert pids[wanted.pid] > 1000
-    assert metas[0].filters["pids"] == [wanted.pid]
+    assert metas[0].filters.pids == [wanted.pid]
 
 
 def test_comm_filter_keeps_only_that_name(
     tmp_path: Path, workload_bin: Path, background: list
 ) -> None:
+    name = f"othername{os.getpid() % 100000}"  # ours alone: other suites may run beside
     _start_loop(workload_bin, background)
-    named = _start_loop(workload_bin, background, name="othername")
+    named = _start_loop(workload_bin, background, name=name)
     time.sleep(0.2)
     out = tmp_path / "rec"
-    result = cli("record", "-q", "-o", str(out), "--comm", "othername", "--duration", "1s")
+    result = cli("record", "-q", "-o", str(out), "--comm", name, "--duration", "1s")
     assert result.returncode == 0, result.stderr
     table, _ = read_recording(out)
-    assert set(table["comm"].to_pylist()) == {"othername"}
+    assert set(table["comm"].to_pylist()) == {name}
     assert set(table["pid"].to_pylist()) == {named.pid}
 
 
@@ -267,6 +270,25 @@ def test_default_recording_has_no_stacks_but_call_sites(tmp_path: Path, workload
     )
     table, metas = read_recording(off)
     assert metas[0].stacks == "off" and table["callsite"].null_count == table.num_rows
+    only = tmp_path / "stacks-only"
+    result = cli(
+        "record",
+        "-q",
+        "-o",
+        str(only),
+        "--stacks",
+        "--no-callsites",
+        "--",
+        str(workload_bin),
+        "5",
+        "1",
+        "100",
+    )
+    assert result.returncode == 0, result.stderr
+    table, metas = read_recording(only)
+    assert metas[0].stacks == "full" and table["callsite"].null_count == table.num_rows
+    assert table["stack"].null_count == 0, "--stacks --no-callsites wrote no stacks"
+    assert all(s.endswith(";getsockopt") for s in table["stack"].to_pylist())
 
 
 def test_rotation_by_time(tmp_path: Path, workload_bin: Path, background: list) -> None:
@@ -288,7 +310,11 @@ def test_rotation_by_time(tmp_path: Path, workload_bin: Path, background: list) 
     table, metas = read_recording(out)
     assert len(metas) >= 3
     for before, after in itertools.pairwise(metas):
-        assert before.end_ns <= after.start_ns + 10**9  # files follow each other in time
+        assert before.end_ns == after.start_ns  # back to back: no gap, no overlap
+    for f, m in zip(sorted(out.glob("*.parquet")), metas, strict=True):
+        t = pq.read_table(f)  # each holds exactly the calls completed in its span
+        exits = pc.add(t["ts_ns"], t["latency_ns"])
+        assert m.start_ns <= pc.min(exits).as_py() and pc.max(exits).as_py() < m.end_ns
     assert sum(m.events for m in metas) == table.num_rows
 
 
@@ -355,3 +381,40 @@ def test_quiet_prints_nothing_but_errors(tmp_path: Path, workload_bin: Path) -> 
     assert quiet.returncode == 0 and quiet.stderr == ""
     loud = cli("record", "-o", str(tmp_path / "l"), "--", str(workload_bin), "2", "1")
     assert "recording getsockopt calls" in loud.stderr and "12 events in 1 files" in loud.stderr
+
+
+def test_a_cached_program_records_like_a_compiled_one(tmp_path: Path, loop_bin: Path) -> None:
+    """The first recorder of a configuration compiles and saves the program; the next loads it
+    without bcc; a damaged entry is refused by the kernel, compiled afresh and replaced."""
+    env = {**os.environ, "SOCKOPT_TRACE_CACHE": str(tmp_path / "cache")}
+
+    def run(name: str) -> str:
+        out = tmp_path / name
+        result = cli(
+            "record",
+            "-o",
+            str(out),
+            "--probe",
+            "tracepoint",
+            "--",
+            str(loop_bin),
+            "5000",
+            "1",
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        _, metas = read_recording(out)
+        assert sum(m.events for m in metas) == 5000 and not sum(m.lost_total for m in metas)
+        return result.stderr
+
+    assert "tracepoint probe, compiled" in run("first")
+    (entry,) = (tmp_path / "cache" / "programs").glob("*.json")
+    assert entry.stat().st_mode & 0o077 == 0
+    assert "tracepoint probe, cached program" in run("second")
+    spec = json.loads(entry.read_text())
+    for prog in spec["progs"]:  # cut short: the verifier refuses it
+        insns = base64.b64decode(prog["insns"])
+        prog["insns"] = base64.b64encode(insns[: len(insns) // 16 * 8]).decode()
+    entry.write_text(json.dumps(spec))
+    assert "tracepoint probe, compiled" in run("third")
+    assert "tracepoint probe, cached program" in run("fourth")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sockopt_trace import schema
+from sockopt_trace.ledger import Ledger
 from tests.kernel.support import attached_programs, cli, program_loaded, start_recorder
 
 pytestmark = pytest.mark.kernel
@@ -41,6 +42,8 @@ def test_conservation_every_call_is_a_row(tmp_path: Path, loop_bin: Path) -> Non
     metas = sealed(out)
     assert sum(m.events for m in metas) == 10007
     assert sum(m.lost_total for m in metas) == 0
+    # this kernel (6.7+) reports runs of our programs it skipped: counted, here none
+    assert all(m.skipped_runs_counted and m.lost["kernel_skipped"] == 0 for m in metas)
     assert final_counts(result.stderr) == (10007, 0)
     rows = sum(pq.read_metadata(f).num_rows for f in out.glob("*.parquet"))
     assert rows == 10007
@@ -103,7 +106,10 @@ def test_sigkill_leaves_only_whole_files(tmp_path: Path, loop_bin: Path) -> None
         ours = attached_programs(rec.pid)
         assert ours
         work = subprocess.Popen([str(loop_bin), "100000000", "1"], stdout=subprocess.DEVNULL)
-        time.sleep(2.5 + rng.random() * 2.5)
+        give_up = time.monotonic() + 60  # a loaded machine: the first seal can take seconds
+        while not list(out.glob("*.parquet")) and time.monotonic() < give_up:
+            time.sleep(0.05)
+        time.sleep(rng.random() * 2.5)
         killed_at = time.time_ns()
         rec.send_signal(signal.SIGKILL)
         rec.wait()
@@ -119,12 +125,26 @@ def test_sigkill_leaves_only_whole_files(tmp_path: Path, loop_bin: Path) -> None
             assert count == meta.events
         assert finals, "nothing sealed in more than one rotation interval"
         last = schema.read_file_metadata(str(finals[-1]))
-        assert killed_at - last.end_ns < 3e9, "lost more than the last rotation interval"
+        # The last sealed file ends where its calls end (files are back to back), so what is
+        # missing is the last interval plus what the recorder had not written yet: its backlog,
+        # seconds at most when the machine is overloaded (the ring holds 32 MiB of calls).
+        assert killed_at - last.end_ns < 8e9, "lost much more than the last rotation interval"
         assert not [p for p in ours if program_loaded(p)], "a killed recorder left programs"
         fixed = cli("recover", str(out), "--format", "csv")
         assert fixed.returncode == 0, fixed.stderr
         assert not list(out.glob("*" + schema.PARTIAL_SUFFIX))
-        assert len(list(out.glob("*" + schema.QUARANTINE_SUFFIX))) == len(partials)
+        # killed before the footer: quarantined; between footer and rename: salvaged, whole
+        quarantined = sorted(out.glob("*" + schema.QUARANTINE_SUFFIX))
+        salvaged = [p for p in partials if p.with_name(p.name.removesuffix(".partial")).exists()]
+        assert len(quarantined) + len(salvaged) == len(partials), fixed.stdout
+        info = json.loads(cli("info", str(out), "--format", "json").stdout)
+        gaps = [g for g in info.get("gaps", []) if g["problem"].startswith("no data")]
+        assert len(gaps) == 1, info  # the killed span is shown, not silence
+        # from the end of the last sealed file (salvaged ones too) to the last sign of life
+        now_last = schema.read_file_metadata(str(sorted(out.glob("*.parquet"))[-1]))
+        (ledger,) = out.glob("*.losses.json")
+        (window,) = Ledger.from_bytes(ledger.read_bytes()).no_data
+        assert window.from_ns == now_last.end_ns <= window.to_ns <= killed_at
 
 
 def test_record_reports_json_parseable_output_of_command(tmp_path: Path, loop_bin: Path) -> None:

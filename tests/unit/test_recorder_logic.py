@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,7 +17,8 @@ from sockopt_trace import schema
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder.events import HEADER, counter_names, event_dtype, record_dtype
 from sockopt_trace.recorder.grouping import group_rows
-from sockopt_trace.recorder.writer import RecordingWriter, WriterConfig, prepare_directory
+from sockopt_trace.recorder.output import prepare_directory
+from sockopt_trace.recorder.writer import RecordingWriter, Tally, WriterConfig
 from sockopt_trace.units import parse_duration, parse_size
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,26 +90,27 @@ def _events(n: int, start: int = 1_000) -> np.ndarray:
     return ev
 
 
-def _writer(tmp_path: Path, **cfg) -> RecordingWriter:
+BASE = dict(
+    host="h",
+    kernel="k",
+    probe="tracepoint",
+    recorder_version="0",
+    command_line=[],
+    filters={},
+    stacks="callsite",
+    stack_sample_period=1,
+)
+
+
+def _writer(tmp_path: Path, to_columns=None, lost=None, start: int = 0, **cfg) -> RecordingWriter:
     from sockopt_trace.recorder.decode import Decoder
 
-    base = dict(
-        host="h",
-        kernel="k",
-        probe="tracepoint",
-        recorder_version="0",
-        command_line=[],
-        filters={},
-        stacks="callsite",
-        stack_sample_period=1,
+    counts = lost if lost is not None else {}
+    w = RecordingWriter(
+        WriterConfig(directory=tmp_path, host="h", **cfg), lambda: Tally(dict(counts))
     )
-    losses = dict.fromkeys((*schema.LOSS_REASONS, "stacks_lost"), 0)
-    return RecordingWriter(
-        WriterConfig(directory=tmp_path, host="h", **cfg),
-        base,
-        Decoder("h", None, lambda _: []),
-        lambda: dict(losses),
-    )
+    w.begin(start, BASE, to_columns or Decoder("h", None, lambda _: []))
+    return w
 
 
 def test_writer_rotates_seals_and_describes_each_file(tmp_path: Path) -> None:
@@ -114,7 +118,7 @@ def test_writer_rotates_seals_and_describes_each_file(tmp_path: Path) -> None:
     for i in range(10):
         w.add(_events(3000, start=1_000 + i * 3000 * 500))
         w.tick()
-    w.close()
+    w.close(10 * 3000 * 500 + 10_000)
     files = sorted(tmp_path.glob("*.parquet"))
     assert len(files) >= 2 and not list(tmp_path.glob("*.partial"))
     metas = [schema.read_file_metadata(str(f)) for f in files]
@@ -125,8 +129,11 @@ def test_writer_rotates_seals_and_describes_each_file(tmp_path: Path) -> None:
     for f, m in zip(files, metas, strict=True):
         t = pq.read_table(f)
         assert t.schema.equals(schema.ARROW_SCHEMA, check_metadata=False)
-        assert m.start_ns <= t["ts_ns"][0].as_py() and m.end_ns >= t["ts_ns"][-1].as_py()
+        exits = pc.add(t["ts_ns"], t["latency_ns"]).to_pylist()
+        assert m.start_ns <= min(exits) and max(exits) < m.end_ns
         assert os.stat(f).st_mode & 0o777 == 0o640
+    for earlier, later in itertools.pairwise(metas):  # back to back: no gap, no overlap
+        assert earlier.end_ns == later.start_ns
     assert set(pq.read_table(files[0])["comm"].to_pylist()) == {"worker"}
 
 
@@ -134,24 +141,50 @@ def test_writer_sorts_rows_by_time(tmp_path: Path) -> None:
     w = _writer(tmp_path)
     ev = _events(1000)
     w.add(ev[::-1].copy())
-    w.close()
+    w.close(10**9)
     ts = pq.read_table(next(tmp_path.glob("*.parquet")))["ts_ns"].to_pylist()
     assert ts == sorted(ts) and len(ts) == 1000
 
 
 def test_prepare_directory_refusals(tmp_path: Path) -> None:
-    prepare_directory(tmp_path / "new", force=False)
+    lock = prepare_directory(tmp_path / "new", force=False)
     assert (tmp_path / "new").is_dir()
+    lock.release()  # created for a recording that wrote nothing: removed again
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "new").mkdir()
     (tmp_path / "new" / "a.parquet").write_bytes(b"")
     with pytest.raises(UserError, match="already holds"):
         prepare_directory(tmp_path / "new", force=False)
-    prepare_directory(tmp_path / "new", force=True)
+    prepare_directory(tmp_path / "new", force=True).release()
     (tmp_path / "link").symlink_to(tmp_path / "new")
     with pytest.raises(UserError, match="symbolic link"):
         prepare_directory(tmp_path / "link", force=True)
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="not a directory"):
         prepare_directory(tmp_path / "file", force=False)
+
+
+@pytest.mark.parametrize("leftover", ["x-000001.parquet.quarantined", "x.losses.json"])
+def test_a_directory_with_only_leftovers_is_a_recording(tmp_path: Path, leftover: str) -> None:
+    (tmp_path / leftover).write_bytes(b"")
+    with pytest.raises(UserError, match="already holds"):
+        prepare_directory(tmp_path, force=False)
+
+
+def test_two_recorders_never_share_a_directory(tmp_path: Path) -> None:
+    first = prepare_directory(tmp_path / "rec", force=False)
+    with pytest.raises(UserError, match=rf"another recorder \(pid {os.getpid()}\)") as err:
+        prepare_directory(tmp_path / "rec", force=True)
+    assert err.value.code == 4
+    first.release()
+    prepare_directory(tmp_path / "rec", force=True).release()
+
+
+def test_a_directory_that_cannot_take_a_file_is_refused_up_front(tmp_path: Path) -> None:
+    """/proc passes every permission check (as root) but no file can be created in it."""
+    with pytest.raises(UserError, match="cannot write in /proc") as err:
+        prepare_directory(Path("/proc"), force=False)
+    assert err.value.code == 4
 
 
 class _FakeRing:
@@ -166,17 +199,21 @@ class _FakeRing:
     def pending_bytes(self) -> int:
         return sum(len(b) for b in self.batches) * self.record_size
 
-    def drain(self) -> np.ndarray:
-        return self.batches.pop(0) if self.batches else np.empty(0, event_dtype())
+    def drain(self, max_records: int = 1 << 16) -> np.ndarray:
+        if not self.batches:
+            return np.empty(0, event_dtype())
+        batch = self.batches[0]
+        if len(batch) <= max_records:
+            return self.batches.pop(0)
+        self.batches[0] = batch[max_records:]
+        return batch[:max_records]
 
-    def wait(self, timeout_ms: int) -> None:
-        pass
 
-
-def test_consumer_counts_what_a_full_queue_drops() -> None:
-    """When the writer falls behind, the consumer drops whole batches and counts every event
-    (queue_full), instead of blocking the kernel side or growing without bound."""
+def test_consumer_leaves_calls_in_the_ring_while_the_queue_is_full() -> None:
+    """Back-pressure: when the writer falls behind, the consumer stops taking calls out of the
+    ring (the kernel's buffer) instead of dropping them, and goes on once the writer takes."""
     import queue
+    import threading
 
     from sockopt_trace.recorder.consumer import Consumer
 
@@ -184,15 +221,39 @@ def test_consumer_counts_what_a_full_queue_drops() -> None:
     out: queue.Queue = queue.Queue()
     seen: list[int] = []
     consumer = Consumer(ring, out, lambda batch: seen.append(len(batch)), max_queued=350)
-    consumer.drain_all()
+    worker = threading.Thread(target=consumer.drain_all)
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive(), "the consumer did not wait for the writer"
     queued = [out.get_nowait() for _ in range(out.qsize())]
-    assert sum(len(b) for b in queued) == 300 and consumer.dropped == 700
-    assert consumer.received == 1000
-    assert seen == [100] * 3 + [0] * 7, "on_batch sees the queued batches only"
-    consumer.taken(300)  # the writer caught up: room again
-    ring.batches = [_events(100)]
-    consumer.drain_all()
-    assert out.qsize() == 1 and consumer.dropped == 700
+    total = sum(len(b) for b in queued)
+    assert total == 350 and ring.pending_bytes() == 650 * 88
+    consumer.taken(total)  # the writer took them: room again
+    while total < 1000:
+        batch = out.get(timeout=5)
+        consumer.taken(len(batch))
+        total += len(batch)
+    worker.join(5)
+    assert not worker.is_alive() and total == 1000 and consumer.received == 1000
+    assert sum(seen) == 1000 and 0 in seen, "on_batch: each batch queued, empty while waiting"
+    assert out.get_nowait() == consumer.caught_up_ns > 0  # after every call it vouches for
+
+
+def test_consumer_stops_waiting_when_aborted() -> None:
+    import queue
+    import threading
+
+    from sockopt_trace.recorder.consumer import Consumer
+
+    ring = _FakeRing([_events(100) for _ in range(5)])
+    consumer = Consumer(ring, queue.Queue(), lambda _p: None, max_queued=100)
+    worker = threading.Thread(target=consumer.drain_all)
+    worker.start()
+    worker.join(0.2)
+    assert worker.is_alive()
+    consumer.abort_event.set()
+    worker.join(2)
+    assert not worker.is_alive() and ring.pending_bytes() == 400 * 88
 
 
 def test_fleet_layout_writes_host_and_date_directories(tmp_path: Path) -> None:
@@ -203,9 +264,10 @@ def test_fleet_layout_writes_host_and_date_directories(tmp_path: Path) -> None:
     from sockopt_trace.analyzer.filters import Filters
     from sockopt_trace.analyzer.load import load
 
-    w = _writer(tmp_path, layout="fleet")
-    w.add(_events(500))
-    w.close()
+    now = time.monotonic_ns()
+    w = _writer(tmp_path, layout="fleet", start=now)
+    w.add(_events(500, start=now))
+    w.close(now + 10**6)
     day = time.strftime("%Y-%m-%d", time.gmtime())
     files = list(tmp_path.rglob("*.parquet"))
     assert [f.parent.relative_to(tmp_path).as_posix() for f in files] == [f"host=h/date={day}"]
@@ -214,10 +276,13 @@ def test_fleet_layout_writes_host_and_date_directories(tmp_path: Path) -> None:
 
 
 def test_fleet_layout_seals_the_file_at_midnight_utc(tmp_path: Path) -> None:
-    w = _writer(tmp_path, layout="fleet", rotate_seconds=3600)
-    w.add(_events(100))
-    w.flush()
-    w._start_ns -= 86_400 * 10**9  # the open file began yesterday (UTC)
+    import time
+
+    now = time.monotonic_ns()
+    w = _writer(tmp_path, layout="fleet", rotate_seconds=3600, start=now)
+    w.add(_events(100, start=now))
+    w._flush(None)
+    w._span_start_mono -= 86_400 * 10**9  # the open file began yesterday (UTC)
     w.tick()
     assert len(list(tmp_path.rglob("*.parquet"))) == 1  # sealed at once, not in an hour
-    w.close()
+    w.close(time.monotonic_ns())

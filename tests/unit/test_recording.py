@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sockopt_trace import schema
@@ -161,3 +163,19 @@ def test_skip_bad_with_nothing_left_is_an_error(tmp_path: Path) -> None:
     bad_file(tmp_path, "text")
     message = str(user_error(tmp_path, skip_bad=True))
     assert "no readable recording files" in message and "not a Parquet file" in message
+
+
+def test_version_1_metadata_reads_into_typed_parts_and_writes_back_the_same() -> None:
+    """The shipped samples were written by earlier recorders: their JSON parses into the
+    typed structures, and writing it out again gives every key they had, unchanged."""
+    from sockopt_trace.schema import Clock, TraceFilters
+
+    samples = sorted(Path(__file__).resolve().parents[2].glob("sample_traces/*/*.parquet"))
+    assert samples
+    for path in samples:
+        raw = json.loads(pq.ParquetFile(path).metadata.metadata[schema.METADATA_KEY])
+        meta = schema.RecordingMetadata.from_bytes(json.dumps(raw).encode())
+        assert isinstance(meta.clock, Clock) and isinstance(meta.filters, TraceFilters)
+        assert meta.clock.offset_ns == raw["clock"]["realtime_ns"] - raw["clock"]["monotonic_ns"]
+        again = json.loads(meta.to_bytes())
+        assert {k: again[k] for k in raw} == raw, path

@@ -16,6 +16,7 @@ from collections import Counter
 from functools import cache
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -38,14 +39,18 @@ class Sample:
         self.name = name
         self.dir = SAMPLES / name
         self.files = sorted(self.dir.glob(f"*{schema.FILE_SUFFIX}"))
-        self.table = pq.read_table(self.dir)
+        # the recording files only: a report may have written its symbols beside them
+        # (sockopt-trace.symbols, Parquet too)
+        self.table = pa.concat_tables(
+            pq.read_table(f) for f in sorted(self.dir.rglob(f"*{schema.FILE_SUFFIX}"))
+        )
         self.metadata = [schema.read_file_metadata(str(f)) for f in self.files]
         self.rows = self.table.to_pylist()
 
     @property
     def driver(self) -> list[str]:
         """The command the recording ran and traced (`record ... -- COMMAND`)."""
-        return self.metadata[0].filters["command"]
+        return self.metadata[0].filters.command
 
     def option(self, row: dict) -> tuple[int, int]:
         return (row["level"], row["optname"])
@@ -170,7 +175,7 @@ def test_python_asyncio_asks_so_error_per_connection() -> None:
 def test_pgbench_libpq_asks_so_error_per_connection_and_the_server_none() -> None:
     s = sample("pgbench")
     assert s.driver[0].endswith("/pgbench") and "-C" in s.driver
-    assert "postgres" in s.metadata[0].filters["comms"]  # the server was traced too...
+    assert "postgres" in s.metadata[0].filters.comms  # the server was traced too...
     assert {r["comm"] for r in s.rows} == {"pgbench"}  # ...and made no call
     assert set(s.calls()) == {SOCKET_SO_ERROR}
     # -C: a connection per transaction, plus pgbench's first one
@@ -213,7 +218,7 @@ def test_replicate_samples_hold_each_run_of_steady_exactly(name: str) -> None:
             f"sample_traces/{name}"
         )
         ids |= {m.recording_id for m in metas}
-        command = metas[0].filters["command"]
+        command = metas[0].filters.command
         rounds, threads = int(command[1]), int(command[2])
         changes = command[3] if len(command) > 3 else ""
         calls = rounds * threads
