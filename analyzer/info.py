@@ -51,6 +51,9 @@ MORE_COLUMNS = [
     "stacks_lost",
     "sequence_gaps",
     "lower_bound",
+    "calls",
+    "sampled_out",
+    "max_rate",
 ]
 FILE_COLUMNS = ["path", "host", "recording_id", "sequence", "start_time", "end_time", "events"]
 FILE_COLUMNS += ["lost", "probe", "stacks"]
@@ -115,6 +118,9 @@ def _row(s: RecordingSummary, more: list[str]) -> tuple[Any, ...]:
         "stacks_lost": s.stacks_lost,
         "sequence_gaps": s.sequence_gaps,
         "lower_bound": s.lower_bound,
+        "calls": s.calls,  # exact: rows, and the calls sampling left out
+        "sampled_out": s.sampled_out,
+        "max_rate": ", ".join(f"{r:,}" for r in s.max_rates) or None,
     }
     return tuple(facts.get(c, 0) for c in RECORDING_COLUMNS + more)
 
@@ -149,7 +155,30 @@ def _problems(rec: Recording) -> list[Result]:
     if rec.ignored:
         rows = [(str(p), "matched by the pattern, but not a recording file") for p in rec.ignored]
         sections.append(Result(["path", "problem"], rows, "ignored files"))
+    if rec.retention:
+        sections.append(_retention(rec))
     return sections
+
+
+def _retention(rec: Recording) -> Result:
+    """What retention deleted (--max-size/--max-files/--max-age), per directory."""
+    columns = ["directory", "files", "events", "calls", "bytes", "lost", "from_time", "to_time"]
+    columns.append("limits")
+    rows = [
+        (
+            str(path.parent),
+            r.files,
+            r.events,
+            r.calls,
+            r.size,
+            r.lost,
+            to_datetime(r.from_ns) if r.from_ns is not None else None,
+            to_datetime(r.to_ns) if r.to_ns is not None else None,
+            ", ".join(f"{k} {v}" for k, v in sorted(r.by_limit.items())),
+        )
+        for path, r in rec.retention
+    ]
+    return Result(columns, rows, "removed by retention (the data left starts after to_time)")
 
 
 def ledger_gaps(rec: Recording) -> list[Gap]:

@@ -25,6 +25,7 @@ from sockopt_trace.analyzer.storage import ObjectPath, Prune
 from sockopt_trace.analyzer.timespec import iso
 from sockopt_trace.errors import UserError
 from sockopt_trace.ledger import LEDGER_SUFFIX, Ledger
+from sockopt_trace.retention import RETENTION_NAME, Removed
 from sockopt_trace.schema import RecordingMetadata
 
 SKIP_HINT = "--skip-bad skips files that are not readable recordings"
@@ -68,6 +69,7 @@ class Recording:
     skipped: tuple[SkippedFile, ...] = ()
     ignored: tuple[Path, ...] = ()  # files a glob matched that are not Parquet (README.md)
     ledgers: tuple[LedgerFile, ...] = ()
+    retention: tuple[tuple[Path, Removed], ...] = ()  # what retention removed, per directory
 
     @property
     def events(self) -> int:
@@ -87,6 +89,16 @@ class Recording:
             for reason, n in lost.items():
                 totals[reason] = totals.get(reason, 0) + n
         return {k: v for k, v in totals.items() if v or k in schema.LOSS_REASONS}
+
+    @property
+    def sampled_out(self) -> int:
+        """Calls that --max-rate's sampling left out (the rows kept stand for them)."""
+        return sum(f.meta.sampled_out for f in self.files)
+
+    @property
+    def max_rates(self) -> list[int]:
+        """The --max-rate of the files that were sampled (0: every call kept)."""
+        return sorted({f.meta.max_rate for f in self.files if f.meta.max_rate})
 
     @property
     def lost_total(self) -> int:
@@ -114,7 +126,7 @@ class Recording:
         if not files:
             problems = "; ".join(f"{s.path}: {s.problem}" for s in skipped[:3])
             raise UserError(f"no readable recording files: {problems}")
-        return Recording(files, self.partial, skipped, self.ignored, self.ledgers)
+        return Recording(files, self.partial, skipped, self.ignored, self.ledgers, self.retention)
 
     def notices(self) -> list[str]:
         """One line each about what the reader should know: lost events, spans with no data,
@@ -140,6 +152,14 @@ class Recording:
                     f"{iso(led.to_ns)}): the recorder is still running, or was killed "
                     f"(then: sockopt-trace recover {g.path.parent})"
                 )
+        if self.sampled_out:
+            calls = self.events + self.sampled_out
+            rates = ", ".join(f"{r:,}" for r in self.max_rates)
+            lines.append(
+                f"sampled (--max-rate {rates} calls/s): {self.events:,} of {calls:,} calls kept, "
+                "each row weighing the calls it stands for: counts, rates, time and percentiles "
+                "are estimates of all calls (failed calls and first calls kept whole)"
+            )
         if self.partial:
             lines.append(
                 f"ignored {_count(len(self.partial), 'partial file')} (still being written, "
@@ -155,6 +175,13 @@ class Recording:
             shown = "; ".join(f"{s.path}: {s.problem}" for s in self.skipped[:3])
             more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
             lines.append(f"skipped {_count(len(self.skipped), 'bad file')}: {shown}{more}")
+        for where, removed in self.retention:
+            if removed.files and removed.to_ns is not None:
+                lines.append(
+                    f"retention removed {_count(removed.files, 'file')} of {where.parent} "
+                    f"({removed.calls:,} calls up to {iso(removed.to_ns)}): the data there "
+                    "starts later"
+                )
         return lines
 
 
@@ -186,6 +213,9 @@ def open_recording(
         candidates = [p for p in candidates if prune.keeps(str(p))]
         if not candidates:
             raise UserError("no recording files left after --where host / --since / --until")
+    retention = tuple(
+        (p, r) for p in _retention_files(specs) if (r := _read_retention(p)) is not None
+    )
     good: list[RecordingFile] = []
     bad: list[SkippedFile] = []
     for path in candidates:
@@ -199,12 +229,31 @@ def open_recording(
             ledgers.append(LedgerFile(lpath, Ledger.from_bytes(lpath.read_bytes())))
         except (OSError, ValueError) as err:
             unreadable.append(SkippedFile(lpath, f"unreadable loss ledger ({first_line(err)})"))
-    rec = Recording(tuple(good), tuple(partial), tuple(unreadable), tuple(ignored), tuple(ledgers))
+    rec = Recording(
+        tuple(good), tuple(partial), tuple(unreadable), tuple(ignored), tuple(ledgers), retention
+    )
     if not candidates:  # loss ledgers only
         if ledgers_only and ledgers:
             return rec
         raise UserError(_only_ledgers(ledgers, unreadable))
     return rec.leave_out(bad, skip_bad=skip_bad)
+
+
+def _retention_files(specs: Iterable[str | Path]) -> list[Path]:
+    """The retention summaries of the directories given (sockopt_trace/retention.py)."""
+    found: dict[Path, None] = {}
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found.update(dict.fromkeys(sorted(path.rglob(RETENTION_NAME))))
+    return list(found)
+
+
+def _read_retention(path: Path) -> Removed | None:
+    try:
+        return Removed.from_bytes(path.read_bytes())
+    except (OSError, ValueError):  # not ours to judge: a summary is a note, not data
+        return None
 
 
 def _only_ledgers(ledgers: list[LedgerFile], unreadable: list[SkippedFile]) -> str:

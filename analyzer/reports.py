@@ -24,8 +24,9 @@ in its result rows, through four placeholders replaced as text:
   the command line's reports the raw number too: `level, level_label(level) AS level_name`,
   so that csv and json carry both, and tables show the name);
 - `{names}`: the columns that name the dimensions (`comm, level, ...`, or `level_name`);
-- `{weight}`: `1`, or `stack_weight` when grouping by stack, so that sampled stacks count for
-  the calls they stand for (rows without a stack then have a NULL weight and are left out).
+- `{weight}`: how many calls a row stands for: `weight` (1, or the --max-rate sampling period),
+  times `stack_weight` when grouping by stack, so that sampled stacks count for the calls they
+  stand for (rows without a stack then have a NULL weight and are left out).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def prepare(
     dims = parse_by(by) if by else list(report.by)
     keys = dict.fromkeys(k for d in dims for k in DIMENSIONS[d].keys)
     texts = (", ".join(keys), ", ".join(_labels(dims, raw)), ", ".join(label_columns(dims, raw)))
-    weight = "stack_weight" if "stack" in dims else "1"
+    weight = "weight * stack_weight" if "stack" in dims else "weight"
     for placeholder, text in zip(PLACEHOLDERS, (*texts, weight), strict=True):
         sql = sql.replace(placeholder, text)
     return expand(sql), values

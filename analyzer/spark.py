@@ -185,8 +185,11 @@ def register(
         )
     union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
     for column, (typ, _) in schema.optional_columns().items():  # absent: NULL, as on DuckDB
+        neutral = schema.NEUTRAL_VALUES.get(column)  # or its neutral value (weight: 1)
         if column not in union.columns:
-            union = union.withColumn(column, F.lit(None).cast(_SPARK_TYPES[str(typ)]))
+            union = union.withColumn(column, F.lit(neutral).cast(_SPARK_TYPES[str(typ)]))
+        elif neutral is not None:
+            union = union.withColumn(column, F.coalesce(F.col(column), F.lit(neutral)))
     union.createOrReplaceTempView(f"{names.events_all}_raw")
     decoded = decoded_sql(f"{names.events_all}_raw")
     con.sql(to_spark(f"CREATE OR REPLACE TEMPORARY VIEW {names.events_all} AS {decoded}"))

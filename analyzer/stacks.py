@@ -6,8 +6,9 @@ frame (as `perf script | stackcollapse-perf.pl` makes it) and the option asked i
 a flame graph shows who calls, from where, and for what.
 
 The frames come from the `stack` column when the recording has full stacks; each row then counts
-for `stack_weight` calls (1, or N when 1 in N stacks was sampled), and rows without a stack are
-left out (they are the unsampled calls that the sampled ones stand for). Without full stacks the
+for `weight * stack_weight` calls (its own weight, 1 unless --max-rate sampled the calls, times
+N when 1 in N stacks was sampled), and rows without a stack are left out (they are the unsampled
+calls that the sampled ones stand for). Without full stacks the
 call site is the one frame between process and option. Aggregation happens in DuckDB: a
 recording of any size gives one row per distinct stack.
 """
@@ -62,8 +63,9 @@ def stack_source(rec: Recording) -> StackSource:
     """Full stacks if any file of the recording has them, else call sites."""
     full = [f.meta for f in rec.files if f.meta.stacks == "full"]
     if not full:
-        return StackSource("callsite", "1", 1)
-    return StackSource("stack", "stack_weight", max(max(1, m.stack_sample_period) for m in full))
+        return StackSource("callsite", "weight", 1)
+    period = max(max(1, m.stack_sample_period) for m in full)
+    return StackSource("stack", "weight * stack_weight", period)
 
 
 def folded_sql(source: StackSource, events: str = "events") -> str:

@@ -53,6 +53,13 @@ class RecordingSummary:
     # the rows may be fewer than the calls made: some were lost, or the kernel could not say
     # whether it skipped runs of the programs (schema.RecordingMetadata.lower_bound)
     lower_bound: bool = False
+    sampled_out: int = 0  # calls --max-rate's sampling left out (events + sampled_out: calls)
+    max_rates: tuple[int, ...] = ()  # the --max-rate of sampled files
+
+    @property
+    def calls(self) -> int:
+        """Calls made (exact): the rows, and the calls sampling left out."""
+        return self.events + self.sampled_out
 
     @property
     def lost_total(self) -> int:
@@ -103,6 +110,8 @@ def summarize(rec: Recording, window: Window = Window()) -> list[RecordingSummar
                 wall_clock_s=s.seconds,
                 lower_bound=any(m.lower_bound for m in metas)
                 or any(g.lost_total for g in ledgers.get(rid, [])),
+                sampled_out=sum(m.sampled_out for m in metas),
+                max_rates=tuple(sorted({m.max_rate for m in metas if m.max_rate})),
             )
         )
     return sorted(out, key=lambda r: (r.start_ns, r.recording_id))
@@ -163,6 +172,8 @@ def total(summaries: Sequence[RecordingSummary], rec: Recording | None = None) -
         recordings=len(summaries),
         wall_clock_s=wall_clock_ns(spans.values()) / 1e9,
         lower_bound=any(s.lower_bound for s in summaries),
+        sampled_out=sum(s.sampled_out for s in summaries),
+        max_rates=tuple(sorted({r for s in summaries for r in s.max_rates})),
     )
 
 

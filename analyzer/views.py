@@ -229,7 +229,7 @@ def events_sql(rec: Recording, spans: Mapping[str, RecordingSpan]) -> str:
     mixed = len({f.columns for f in rec.files}) > 1
     options = ", union_by_name = true" if mixed else ""
     parts = [
-        f"SELECT *, {_absent_columns(files)}"
+        f"SELECT *{_neutral_where_missing(files)}, {_absent_columns(files)}"
         f"CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight, "
         f"{sql_string(recording_id)} AS recording_id, {span_seconds(spans.get(recording_id))} "
         "AS recording_span_s "
@@ -263,9 +263,27 @@ def _absent_columns(files: Sequence[RecordingFile]) -> str:
     added to the format since the files were written."""
     have = {c for f in files for c in f.columns}
     return "".join(
-        f"CAST(NULL AS {_SQL_TYPES[typ]}) AS {c}, "
+        f"CAST({schema.NEUTRAL_VALUES.get(c, 'NULL')} AS {_SQL_TYPES[typ]}) AS {c}, "
         for c, (typ, _) in schema.optional_columns().items()
         if c not in have
+    )
+
+
+def _neutral_where_missing(files: Sequence[RecordingFile]) -> str:
+    """Columns some of these files lack and others have (read by name): their neutral value
+    where a file lacks them (schema.NEUTRAL_VALUES)."""
+    have = [set(f.columns) for f in files]
+    mixed = [
+        c
+        for c in schema.NEUTRAL_VALUES
+        if any(c in h for h in have) and not all(c in h for h in have)
+    ]
+    if not mixed:
+        return ""
+    return (
+        " REPLACE ("
+        + ", ".join(f"coalesce({c}, {schema.NEUTRAL_VALUES[c]}) AS {c}" for c in mixed)
+        + ")"
     )
 
 

@@ -8,11 +8,12 @@
 -- calls_span_s from the first call to the last, for information; calls_per_s is each
 -- recording's calls over its own recording span, summed over the recordings (each term rounded
 -- to a millionth of a call per second and the terms summed as integers, so that the sum does
--- not depend on its order: DuckDB and Spark agree).
+-- not depend on its order: DuckDB and Spark agree). Counts are sums of `weight` (calls a row
+-- stands for: 1 unless recorded with --max-rate).
 WITH per_thread AS (
     SELECT host, pid, tid, comm, level, optname, recording_id,
-        count(*) AS calls,
-        sum(CASE WHEN ret < 0 THEN 1 ELSE 0 END) AS errors,
+        CAST(sum(weight) AS BIGINT) AS calls,
+        CAST(sum(CASE WHEN ret < 0 THEN weight ELSE 0 END) AS BIGINT) AS errors,
         min(ts_ns) AS first_ns,
         max(ts_ns) AS last_ns
     FROM events

@@ -4,12 +4,14 @@
 -- columns: time, calls, calls_per_s, errors, mean_ns, p99_ns, max_ns
 -- drop: max_ns, mean_ns
 -- One scan into rows per (interval, latency); p99 from their counts (queries/lib/percentiles.sql).
+-- Counts are sums of `weight` (calls a row stands for: 1 unless recorded with --max-rate);
+-- mean and p99 are of the rows kept.
 -- calls_per_s (analyzer/span.py): each recording's calls in the interval over the part of the
 -- interval its recording span covers (the first and last intervals are partly outside it),
 -- summed; each term rounded to a millionth of a call per second and summed as an integer, so
 -- that the sum does not depend on its order (DuckDB and Spark agree).
 WITH per_recording AS (
-    SELECT ts_ns - ts_ns % $interval AS bucket_ns, recording_id, count(*) AS calls
+    SELECT ts_ns - ts_ns % $interval AS bucket_ns, recording_id, CAST(sum(weight) AS BIGINT) AS calls
     FROM events
     GROUP BY ts_ns - ts_ns % $interval, recording_id
 ),
@@ -25,7 +27,8 @@ rates AS (
 counts AS (
     SELECT ts_ns - ts_ns % $interval AS bucket_ns, latency_ns,
         count(*) AS n,
-        sum(CASE WHEN ret < 0 THEN 1 ELSE 0 END) AS errors
+        CAST(sum(weight) AS BIGINT) AS weighed,
+        CAST(sum(CASE WHEN ret < 0 THEN weight ELSE 0 END) AS BIGINT) AS errors
     FROM events
     GROUP BY ts_ns - ts_ns % $interval, latency_ns
 ),
@@ -35,7 +38,7 @@ ranked AS (
 ),
 agg AS (
     SELECT bucket_ns,
-        sum(n) AS calls,
+        sum(weighed) AS calls,
         sum(errors) AS errors,
         CAST(sum(latency_ns * n) AS DOUBLE) / sum(n) AS mean_ns,
         {percentile(latency_ns, 0.99)} AS p99_ns,

@@ -74,6 +74,11 @@ class Probe:
         key = control_index("stopping").to_bytes(4, "little")
         bpfsys.update(self.handles.maps["control"], key, (1).to_bytes(4, "little"))
 
+    def set_sampling_period(self, period: int) -> None:
+        """Record 1 in `period` sampleable calls from now on (SAMPLING in getsockopt.bpf.c)."""
+        key = control_index("sampling_period").to_bytes(4, "little")
+        bpfsys.update(self.handles.maps["control"], key, int(period).to_bytes(4, "little"))
+
     def skipped_runs(self) -> int | None:
         """Calls lost because the kernel skipped our exit program (a BPF program already
         running on that CPU); None when this kernel cannot report them. Only the exit program

@@ -75,6 +75,7 @@ class Decoder:
             "ret": pa.array(ev["ret"]),
             **sites,
             **stacks,
+            "weight": pa.array(ev["weight"].astype(np.int32)),
         }
 
 

@@ -10,6 +10,7 @@
  *   CAPTURE_CALLSITE                               read the caller's return address (cheap)
  *   CAPTURE_STACKS, STACK_SAMPLE_PERIOD            full user stacks for 1 in N calls
  *   RINGBUF_PAGES, STACK_ENTRIES, WAKEUP_EVERY
+ *   SAMPLING, SEEN_SITES                           --max-rate: record 1 in `period` calls
  *
  * Cost on the hot path matters (DESIGN.md targets): no stack walk unless asked for; the reader
  * of `events` is woken only every WAKEUP_EVERY events per CPU, otherwise it reads on a timer.
@@ -38,6 +39,9 @@ struct entry {
 struct cpu_state {
 	u64 counters[NR_COUNTERS];
 	u64 since_wakeup;
+	u32 last_site_tgid;  /* the last (process, call site) seen on this CPU (SAMPLING) */
+	u32 pad;
+	u64 last_site;
 };
 
 BPF_TASK_STORAGE(entries, struct entry);
@@ -60,6 +64,55 @@ BPF_HASH(comm_filter, struct comm_key, u8, 1024);
 #endif
 #ifdef CAPTURE_STACKS
 BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
+#ifdef SAMPLING
+/* The sampling period (control[CONTROL_SAMPLING_PERIOD]), written by user space every second
+ * from the rate of sampleable calls (recorder/sampling.py): a sampleable call is recorded with
+ * probability 1/period and then stands for `period` calls (its weight), which keeps every
+ * estimate unbiased whatever the pattern of the calls (a counter's 1-in-N would alias with
+ * periodic programs). Failed calls
+ * and the first call of each (process, call site) are always recorded, with weight 1: errors
+ * and new code are never sampled away. */
+struct site_key {
+	u64 site;
+	u32 tgid;
+	u32 pad;
+};
+BPF_TABLE("lru_hash", struct site_key, u8, seen_sites, SEEN_SITES);
+
+/* 1 the first time this (process, call site) completes a call; a per-CPU memo of the last pair
+ * spares the hash lookup in the common case of a loop calling from one place. */
+static __always_inline int first_call(struct cpu_state *st, u32 tgid, u64 site)
+{
+	if (st->last_site == site && st->last_site_tgid == tgid)
+		return 0;
+	st->last_site = site;
+	st->last_site_tgid = tgid;
+	struct site_key key = {.site = site, .tgid = tgid};
+	if (seen_sites.lookup(&key))
+		return 0;
+	u8 one = 1;
+	seen_sites.update(&key, &one);
+	return 1;
+}
+
+/* The weight of a call to record, or 0 to leave it out. */
+static __always_inline u32 sample(struct cpu_state *st, u32 tgid, u64 site, long ret)
+{
+	if (ret < 0 || first_call(st, tgid, site))
+		return 1;
+	st->counters[CTR_SAMPLEABLE] += 1;
+	int key = CONTROL_SAMPLING_PERIOD;
+	u32 *period = control.lookup(&key);
+	u32 p = period ? *period : 1;
+	if (p <= 1)
+		return 1;
+	if (bpf_get_prandom_u32() % p) {
+		st->counters[CTR_SAMPLED_OUT] += 1;
+		return 0;
+	}
+	return p;
+}
 #endif
 
 static __always_inline void count(int idx)
@@ -148,18 +201,28 @@ static __always_inline int on_exit(void *ctx, long ret)
 	struct cpu_state *st = state.lookup(&zero);
 	if (!st)
 		return 0;
+#ifdef CAPTURE_CALLSITE
+	u64 site = read_callsite();
+#else
+	u64 site = 0;
+#endif
+#ifdef SAMPLING
+	u32 weight = sample(st, tgid, site, ret);
+	if (!weight)
+		return 0;
+#else
+	u32 weight = 1;
+#endif
 	struct event *ev = events.ringbuf_reserve(sizeof(struct event));
 	if (!ev) {
-		st->counters[CTR_RINGBUF_FULL] += 1;
+		st->counters[CTR_RINGBUF_FULL] += weight;  /* the calls the record stood for */
 		return 0;
 	}
 	ev->ts_ns = start;
 	ev->latency_ns = now - start;
-#ifdef CAPTURE_CALLSITE
-	ev->callsite = read_callsite();
-#else
-	ev->callsite = 0;
-#endif
+	ev->callsite = site;
+	ev->weight = weight;
+	ev->pad = 0;
 	ev->pid = tgid;
 	ev->tid = tid;
 	ev->uid = (u32)bpf_get_current_uid_gid();

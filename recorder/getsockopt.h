@@ -22,6 +22,8 @@ struct event {
 	s32 ret;         /* 0 or -errno */
 	s32 stack_id;    /* user stack in the stacks map, or -1 (stacks off) or -2 (lost) */
 	char comm[COMM_LEN];
+	u32 weight;      /* calls this record stands for: 1, or the sampling period (--max-rate) */
+	u32 pad;
 };
 
 /* Per-CPU counters, indexes into struct cpu_state.counters. Order matches recorder/probe.py. */
@@ -32,12 +34,15 @@ enum counter {
 	CTR_EXIT_WITHOUT_ENTRY,   /* exits whose entry was not seen */
 	CTR_STACKS_LOST,          /* events kept without their stack */
 	CTR_ENTRIES,              /* entries taken: minus exits seen, the calls in flight */
+	CTR_SAMPLEABLE,           /* completed calls subject to sampling (not failed, not first) */
+	CTR_SAMPLED_OUT,          /* of those, calls sampling chose not to record (not a loss) */
 	NR_COUNTERS,
 };
 
 /* Indexes into the `control` array, which user space writes. */
 enum control {
 	CONTROL_STOPPING = 0,     /* 1: the recording is stopping (see getsockopt.bpf.c) */
+	CONTROL_SAMPLING_PERIOD,  /* --max-rate: record 1 in this many sampleable calls */
 	NR_CONTROLS,
 };
 

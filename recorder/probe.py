@@ -54,6 +54,8 @@ class ProbeConfig:
     stack_sample_period: int = 1
     ringbuf_bytes: int = 32 << 20
     stack_entries: int = 16384
+    max_rate: int = 0  # calls recorded per second, host-wide, by sampling; 0: every call
+    seen_sites: int = 65536  # (process, call site) pairs remembered for "first call" (LRU)
 
     def cflags(self, mode: str, attach_fn: str = ATTACH_POINTS[0]) -> list[str]:
         records = self.ringbuf_size // record_dtype().itemsize
@@ -79,6 +81,8 @@ class ProbeConfig:
             flags.append("-DCAPTURE_STACKS")
         if attach_fn != ATTACH_POINTS[0]:
             flags.append("-DATTACH_SYSCALL_WRAPPER")
+        if self.max_rate:
+            flags += ["-DSAMPLING", f"-DSEEN_SITES={self.seen_sites}"]
         return flags
 
     @property
@@ -210,3 +214,5 @@ def validate(config: ProbeConfig) -> None:
         raise UserError("--stack-sample must be 1 or more")
     if config.ringbuf_bytes < PAGE:
         raise UserError(f"--ringbuf must be at least {PAGE} bytes")
+    if config.max_rate < 0:
+        raise UserError("--max-rate must be a positive number of calls per second")

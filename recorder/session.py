@@ -27,19 +27,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sockopt_trace import __version__
+from sockopt_trace import __version__, schema
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder import environment
 from sockopt_trace.recorder.allocator import keep_freed_memory
 from sockopt_trace.recorder.attached import Probe, attach, kernel_reports_skipped_runs
 from sockopt_trace.recorder.consumer import Consumer, RingReader
 from sockopt_trace.recorder.decode import Decoder
+from sockopt_trace.recorder.eventlog import EventLog
+from sockopt_trace.recorder.flight import FlightConfig, FlightRecorder
 from sockopt_trace.recorder.launcher import Command, check_command
 from sockopt_trace.recorder.output import OUTPUT_ERROR, prepare_directory
 from sockopt_trace.recorder.perfmaps import open_tracker
 from sockopt_trace.recorder.probe import ProbeConfig, validate
+from sockopt_trace.recorder.retention import Retention, RetentionConfig
+from sockopt_trace.recorder.sampling import RateController
+from sockopt_trace.recorder.sdnotify import Notifier
 from sockopt_trace.recorder.status import StatusLine
 from sockopt_trace.recorder.symbols import Symbolizer
+from sockopt_trace.recorder.upload import UploadConfig, Uploader
 from sockopt_trace.recorder.writer import RecordingWriter, Tally, WriteError, WriterConfig
 from sockopt_trace.schema import TraceFilters
 
@@ -66,6 +72,10 @@ class RecordOptions:
     status: bool | None = None  # None: only when stderr is a terminal
     quiet: bool = False  # no messages at all, errors only
     command_line: list[str] = field(default_factory=lambda: list(sys.argv))
+    log: bool = False  # one line per event worth knowing (sealed files, uploads), even if quiet
+    upload: UploadConfig | None = None
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    flight: FlightConfig | None = None
 
 
 @dataclass
@@ -76,6 +86,7 @@ class RecordResult:
     probe: str
     exit_code: int
     kernel_counters: dict[str, int]
+    uploaded: int = 0
 
 
 class Aborted(Exception):
@@ -119,6 +130,7 @@ def record(opts: RecordOptions) -> RecordResult:
     changed."""
     if opts.duration is not None and opts.duration <= 0:
         raise UserError("--duration must be positive, e.g. 30s, 5m, 1h")
+    notifier = Notifier()  # first: the traced command must not inherit NOTIFY_SOCKET
     validate(opts.probe)
     environment.require_root()
     if opts.command:
@@ -129,34 +141,119 @@ def record(opts: RecordOptions) -> RecordResult:
         config = dataclasses.replace(
             opts.writer or WriterConfig(directory=opts.output), directory=opts.output
         )
-        return Session(opts, config, signals).run()
+        if opts.retention.max_bytes:  # room for several files under the limit, not one
+            limit = max(1, opts.retention.max_bytes // 4)
+            config = dataclasses.replace(config, rotate_bytes=min(config.rotate_bytes, limit))
+        status = StatusLine(opts.status, quiet=opts.quiet)
+        log = EventLog(opts.log, status)
+        # before anything is compiled: a bad URL is refused at once; files an earlier run in
+        # this directory did not upload are queued first
+        uploader = Uploader(opts.upload, opts.output, log) if opts.upload else None
+        retention = Retention(opts.output, opts.retention, log) if opts.retention.active else None
+        svc = Service(notifier, status, log, uploader, retention)
+        return Session(opts, config, signals, svc).run()
     except Aborted as stop:
         raise UserError(f"stopped at once by a second {stop}", 128 + stop.signum) from None
     finally:
         signals.restore()
         lock.release()
+        notifier.close()
+
+
+@dataclass
+class Service:
+    """What a long-running recorder adds around the recording: readiness and status for a
+    supervisor, the event log, background uploads, bounded disk."""
+
+    notifier: Notifier
+    status: StatusLine
+    log: EventLog
+    uploader: Uploader | None
+    retention: Retention | None
+
+    def sealed(self, path: Path, meta: schema.RecordingMetadata, size: int) -> None:
+        self.log.sealed(path, meta, size)
+        if self.uploader is not None:
+            self.uploader.add(path, meta)
+        if self.retention is not None:
+            self.retention.sealed(path, meta, size)
+
+    def tick(self) -> None:
+        if self.retention is not None:
+            self.retention.tick()
+
+    def announce(self, message: str) -> None:
+        """Worth a line even without --log (a dump someone asked for), in the log if on."""
+        if self.log.enabled:
+            self.log(message)
+        else:
+            self.status.info(message)
+
+    def finish(self, at_once: bool) -> int:
+        """Bounded: uploads go on for their drain time (none if asked to stop at once)."""
+        if self.uploader is None:
+            return 0
+        self.uploader.finish(0 if at_once else None)
+        return self.uploader.uploaded
 
 
 class Session:
-    def __init__(self, opts: RecordOptions, config: WriterConfig, signals: _Signals) -> None:
+    def __init__(
+        self, opts: RecordOptions, config: WriterConfig, signals: _Signals, svc: Service
+    ) -> None:
         self.opts = opts
         self.signals = signals
+        self.svc = svc
+        self.status = svc.status
+        self.uploaded = 0
         self.probe: Probe | None = None
         self.write_errors = 0
         self.discarded = 0
         self.error: tuple[str, int] | None = None
         self._counters = {"ringbuf_full": 0, "entry_map_full": 0, "exit_without_entry": 0}
-        self._counters.update(stacks_lost=0)
+        self._counters.update(stacks_lost=0, sampled_out=0, sampleable=0)
         self._skipped_runs: int | None = None
         self.writer = self._writer(config)
         self.symbolizer: Symbolizer | None = None
         self.no_tracker: str | None = None
+        self._hooks(self.writer)
+        # --flight: the buffer stands in for the writer (which then only keeps the loss ledger),
+        # and each dump has a writer of its own
+        self.sink: RecordingWriter | FlightRecorder = self.writer
+        self.dump_asked = False
+
+    def _hooks(self, writer: RecordingWriter) -> None:
+        writer.on_sealed = self.svc.sealed
+        if self.svc.retention is not None:
+            writer.before_seal = self.svc.retention.make_room
+
+    def _dump_writer(self, since_mono_ns: int, counted_from: Tally) -> RecordingWriter:
+        writer = self._writer(self.writer.config)
+        self._hooks(writer)
+        writer.begin(
+            since_mono_ns,
+            self.writer.base,
+            self.writer.to_columns,
+            self.writer.file_facts,
+            counted_from=counted_from,
+        )
+        return writer
+
+    def _ask_dump(self, _signum: int, _frame: object) -> None:
+        self.dump_asked = True
 
     def _writer(self, config: WriterConfig) -> RecordingWriter:
         try:
             return RecordingWriter(config, self.tally)
         except WriteError as err:
             raise UserError(f"{err}: choose another -o DIR", OUTPUT_ERROR) from None
+
+    def probe_counters(self) -> dict[str, int]:
+        """The kernel's counters, read now (the last values if the read fails)."""
+        if self.probe is not None:
+            with contextlib.suppress(OSError):
+                self._counters = self.probe.counters()
+        return self._counters
 
     def tally(self) -> Tally:
         """Cumulative losses by reason, from the kernel's counters and our own. A failed read
@@ -177,7 +274,7 @@ class Session:
         if self._skipped_runs is not None:
             lost["kernel_skipped"] = self._skipped_runs
         unreadable = self.probe.stacks_unreadable if self.probe else 0
-        return Tally(lost, k["stacks_lost"] + unreadable)
+        return Tally(lost, k["stacks_lost"] + unreadable, k["sampled_out"])
 
     # -- the whole run ----------------------------------------------------------------------
     def run(self) -> RecordResult:
@@ -217,7 +314,6 @@ class Session:
         )
         self.consumer_done = False
         self.caught_up_ns = 0
-        self.status = StatusLine(self.opts.status, quiet=self.opts.quiet)
         decoder = Decoder(self.writer.config.host, symbolizer, probe.stack)
         self.writer.begin(
             probe.handles.attached_ns,
@@ -225,7 +321,22 @@ class Session:
             decoder,
             decoder.file_facts,
         )
+        self.sampler = (
+            RateController(
+                cfg.max_rate, lambda: self.probe_counters()["sampleable"], probe.set_sampling_period
+            )
+            if cfg.max_rate
+            else None
+        )
+        if self.opts.flight:
+            flight = FlightRecorder(
+                self.opts.flight, self._dump_writer, self.tally, self.svc.announce
+            )
+            self.sink = flight
+        old_usr1 = signal.signal(signal.SIGUSR1, self._ask_dump)  # `sockopt-trace dump`
         self.consumer.start()
+        if self.svc.uploader is not None:
+            self.svc.uploader.start()
         reason = "failed"
         try:
             if command:
@@ -236,6 +347,9 @@ class Session:
                     "that exit within milliseconds may be [unknown]"
                 )
             self.status.info(self._started(probe))
+            self.svc.notifier.ready(
+                f"recording getsockopt calls ({probe.mode} probe) into {self.opts.output}/"
+            )
             try:
                 reason = self._loop(command)
                 self._stop_cleanly(probe)
@@ -251,6 +365,8 @@ class Session:
                 symbolizer.close()
             with contextlib.suppress(Exception):
                 self.reader.close()
+            signal.signal(signal.SIGUSR1, old_usr1)
+            self.uploaded = self.svc.finish(at_once=reason == "aborted")
             self.status.finish()
         exit_code = self._end_command(command, reason)
         return self._result(probe, exit_code)
@@ -266,14 +382,21 @@ class Session:
             "stacks": _stacks_mode(cfg),
             "stack_sample_period": cfg.stack_sample_period if cfg.stacks else 1,
             "skipped_runs_counted": kernel_reports_skipped_runs(probe.mode),
+            "max_rate": cfg.max_rate,
         }
 
     def _started(self, probe: Probe) -> str:
         how = "cached program" if probe.handles.cached else "compiled"
         skipped = "".join(f"; {m} not used: {why}" for m, why in probe.skipped.items())
+        flight = self.opts.flight
+        keep = (
+            f", the last {flight.seconds:g} s kept in memory until a dump (flight recorder)"
+            if flight
+            else ""
+        )
         return (
             f"recording getsockopt calls ({probe.mode} probe, {how}{skipped}) "
-            f"into {self.opts.output}/"
+            f"into {self.opts.output}/{keep}"
         )
 
     # -- recording --------------------------------------------------------------------------
@@ -291,8 +414,14 @@ class Session:
             self.caught_up_ns = item
         elif item is not _NOTHING:
             self.consumer.taken(len(item))
-            self.writer.add(item)
-        self.writer.tick(self.caught_up_ns)
+            self.sink.add(item)
+        self.sink.tick(self.caught_up_ns)
+        if self.dump_asked:
+            self.dump_asked = False
+            self.sink.seal_now()
+        if self.sampler is not None:
+            self.sampler.tick()
+        self.svc.tick()
 
     def _loop(self, command: Command | None) -> str:
         """Record until a reason to stop: 'duration', 'signal' or 'command'."""
@@ -303,7 +432,7 @@ class Session:
             self.status.update(
                 self.consumer.received,
                 lambda: sum(self.tally().lost.values()),
-                self.writer.bytes_written,
+                self.sink.bytes_written,
             )
             if self.consumer.error is not None:
                 raise self.consumer.error
@@ -320,6 +449,7 @@ class Session:
                 return "duration"
 
     def _stop_cleanly(self, probe: Probe) -> None:
+        self.svc.notifier.stopping("stopping: sealing the last file")
         probe.stop_taking_calls()
         give_up = time.monotonic() + STOP_WAIT_S
         while time.monotonic() < give_up and _in_flight(probe) > 0:
@@ -332,7 +462,9 @@ class Session:
         self.consumer.join(timeout=1.0)
         if self.consumer.error is not None:
             raise self.consumer.error
-        self.writer.close(stop_ns)
+        self.sink.close(stop_ns)
+        if self.sink is not self.writer:  # the dumps carried what there was to carry
+            self.writer.sidecar.remove()
 
     def _fail(self, probe: Probe, err: WriteError) -> None:
         """Writing failed: stop tracing now; what was not written is lost, and counted."""
@@ -409,7 +541,7 @@ class Session:
         final = self.tally().lost
         total = sum(final.values())
         reasons = ", ".join(f"{k} {v:,}" for k, v in final.items() if v)
-        w = self.writer
+        w = self.sink
         self.status.info(
             f"{w.rows_sealed:,} events in {len(w.files)} files, {w.bytes_written:,} bytes, "
             f"lost {total:,}" + (f" ({reasons})" if total else "")
@@ -429,6 +561,7 @@ class Session:
             probe=probe.mode,
             exit_code=exit_code,
             kernel_counters=self._counters,
+            uploaded=self.uploaded,
         )
 
 

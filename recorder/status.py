@@ -39,8 +39,12 @@ class StatusLine:
             self._shown = False
 
     def info(self, message: str) -> None:
-        """One line for the user, on stderr so stdout stays clean."""
+        """One line for the user, on stderr so stdout stays clean; none with --quiet."""
         self.finish()
-        if self.quiet:
-            return
-        print(f"sockopt-trace: {message}", file=sys.stderr)
+        if not self.quiet:
+            self.say(message)
+
+    def say(self, message: str) -> None:
+        """One line on stderr, even with --quiet (the event log asked for explicitly)."""
+        self.finish()
+        print(f"sockopt-trace: {message}", file=sys.stderr, flush=True)

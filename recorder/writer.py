@@ -82,10 +82,12 @@ class WriterConfig:
 @dataclass
 class Tally:
     """Cumulative counts since the recording started: losses by reason (schema.LOSS_REASONS),
-    and rows kept without their stack (not a loss: the call is recorded)."""
+    rows kept without their stack, and calls --max-rate's sampling left out (neither is a loss:
+    the first are recorded, the second stood for by the rows kept)."""
 
     lost: dict[str, int]
     stacks_lost: int = 0
+    sampled_out: int = 0
 
 
 class WriteError(Exception):
@@ -148,6 +150,10 @@ class RecordingWriter:
             )
         except OSError as err:
             raise WriteError(f"cannot write in {config.directory}: {err.strerror}", 0) from None
+        # called with the size of a whole file just before it takes its final name (retention
+        # makes room then), and with (path, metadata, bytes) once it has it
+        self.before_seal: Callable[[int], None] | None = None
+        self.on_sealed: Callable[[Path, schema.RecordingMetadata, int], None] | None = None
 
     # -- public -----------------------------------------------------------------------------
     def begin(
@@ -156,15 +162,18 @@ class RecordingWriter:
         base_metadata: dict[str, Any],
         to_columns: Callable[[np.ndarray, int], dict[str, pa.Array]],
         file_facts: Callable[[], dict[str, Any]] | None = None,
+        counted_from: Tally | None = None,
     ) -> None:
         """Recording starts: the first file's span starts at `start_mono_ns` (when the probes
         were attached); `base_metadata` goes into every file; `to_columns` decodes rows;
-        `file_facts` says what else a file being sealed should say about its rows."""
+        `file_facts` says what else a file being sealed should say about its rows. The first
+        file counts losses from `counted_from` (now by default; a flight recorder's dump starts
+        in the past)."""
         self.base = base_metadata
         self.to_columns = to_columns
         self.file_facts = file_facts
         self._span_start_mono = start_mono_ns
-        self._base = self.tally()
+        self._base = self.tally() if counted_from is None else counted_from
         self._next_rotation = time.monotonic() + self.config.rotate_seconds
 
     def add(self, batch: np.ndarray) -> None:
@@ -209,6 +218,13 @@ class RecordingWriter:
             return False
         settled_day = (self._watermark() + self._clock_offset) // DAY_NS
         return settled_day != self._file_start_wall() // DAY_NS
+
+    def seal_now(self) -> None:
+        """Seal what has been recorded so far (SIGUSR1, `sockopt-trace dump`): a file even if
+        no call came since the last one, so that the asker always gets one."""
+        if self._writer is None:
+            self._open_file()
+        self._cut(self._watermark())
 
     def close(self, stop_mono_ns: int) -> None:
         """Write everything and seal the last file, whose span ends at `stop_mono_ns` (when the
@@ -325,7 +341,11 @@ class RecordingWriter:
     def _unsealed(self) -> Tally:
         now = self.tally()
         lost = {k: v - self._base.lost.get(k, 0) for k, v in now.lost.items()}
-        return Tally({k: v for k, v in lost.items() if v}, now.stacks_lost - self._base.stacks_lost)
+        return Tally(
+            {k: v for k, v in lost.items() if v},
+            now.stacks_lost - self._base.stacks_lost,
+            now.sampled_out - self._base.sampled_out,
+        )
 
     # -- files ------------------------------------------------------------------------------
     def _open_file(self) -> None:
@@ -378,6 +398,7 @@ class RecordingWriter:
             lost={r: lost.get(r, 0) for r in schema.LOSS_REASONS},
             stacks_lost=counts.stacks_lost - self._base.stacks_lost,
             **(self.file_facts() if self.file_facts else {}),
+            sampled_out=counts.sampled_out - self._base.sampled_out,
         )
         try:
             self._writer.add_key_value_metadata({schema.METADATA_KEY: meta.to_bytes()})
@@ -386,6 +407,8 @@ class RecordingWriter:
             os.fsync(self._file.fileno())
             size = self._file.tell()
             self._file.close()
+            if self.before_seal is not None:
+                self.before_seal(size)
             os.rename(self._partial_path, self._final_path)
         except OSError as err:
             raise WriteError(f"sealing {self._partial_path}: {err.strerror}", 0) from err
@@ -401,6 +424,8 @@ class RecordingWriter:
         led = self.sidecar.ledger
         led.sealed, led.from_ns, led.lost = self.sequence, end_ns, {}
         self.update_ledger()
+        if self.on_sealed is not None:
+            self.on_sealed(self._final_path, meta, size)
 
 
 def _no_columns(rows: np.ndarray, clock_offset: int) -> dict[str, pa.Array]:

@@ -13,6 +13,7 @@ timestamp. Columns only ever get added; anything else bumps `FORMAT_VERSION`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
         "the stack's frames as BUILDID:0xOFFSET:0xADDRESS (the path where no build-id), "
         "outer;...;inner",
     ),
+    # Added in 0.2 (files without it: every row weighs 1). With --max-rate, a successful call
+    # is kept with probability 1/period and then stands for `period` calls.
+    "weight": (pa.int32(), "calls this row stands for: 1, or the sampling period (--max-rate)"),
 }
 # Columns files written before they existed lack (still format version 1): readers see nulls.
 ADDED_COLUMNS = (
@@ -66,7 +70,10 @@ ADDED_COLUMNS = (
     "callsite_offset",
     "callsite_address",
     "stack_locations",
+    "weight",  # readers give it its neutral value (NEUTRAL_VALUES): 1, every row one call
 )
+# What a reader puts in an added column a file lacks, where NULL would say the wrong thing.
+NEUTRAL_VALUES: dict[str, int] = {"weight": 1}
 
 ARROW_SCHEMA = pa.schema([pa.field(name, typ) for name, (typ, _) in COLUMNS.items()])
 
@@ -190,6 +197,11 @@ class RecordingMetadata:
     # module+offset (stripped binaries): `symbolize` can name them from debug information.
     # None in files of recorders that did not count them.
     unresolved_sites: int | None = None
+    # --max-rate: calls per second the recorder aimed to keep (0: every call kept, weight 1);
+    # `sampled_out`: calls of this file's span that sampling left out (events + sampled_out
+    # calls were made; every row's `weight` says how many of them it stands for).
+    max_rate: int = 0
+    sampled_out: int = 0
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -299,6 +311,15 @@ def check_format(data: object) -> None:
             f"(it reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}): use an older "
             "sockopt-trace"
         )
+
+
+def fleet_prefix(host: str, start_ns: int) -> str:
+    """Where a file goes in the fleet layout: `host=NAME/date=YYYY-MM-DD` (Hive-style, the UTC
+    date the file starts), so that many hosts' recordings are read as one and pruned by host
+    and date without opening a file."""
+    day = datetime.datetime.fromtimestamp(start_ns // 1_000_000_000, datetime.timezone.utc)
+    name = host.replace("/", "_") or "unknown"
+    return f"host={name}/date={day:%Y-%m-%d}"
 
 
 def parquet_write_options() -> dict[str, Any]:

@@ -139,6 +139,7 @@ def synth_events(
         "stack": _stacks(n, site, stacks, stack_sample_period),
         **_context(rng, proc, level, optname, ret),
         **_locations(n, site, stacks, stack_sample_period),
+        "weight": np.ones(n, dtype=np.int32),
     }
     return pa.table(columns, schema=SYNTH_SCHEMA)
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "record": "record",
     "doctor": "doctor",
     "recover": "recover",
+    "dump": "dump",
     "info": "info",
     "queries": "queries",
     "report": "report",

@@ -37,6 +37,38 @@ def record(
     stack_sample: int = typer.Option(
         1, "--stack-sample", help="With --stacks: a stack for 1 in N calls."
     ),
+    max_rate: int = typer.Option(
+        0,
+        "--max-rate",
+        help="Record about N calls per second host-wide, sampled in the kernel (0: every call). "
+        "Each row carries its weight, so reports estimate the whole; failed calls and the first "
+        "call of each process and call site are always kept.",
+    ),
+    max_size: str = typer.Option(
+        None,
+        "--max-size",
+        help="Keep at most this much in sealed files (e.g. 2G): the oldest are deleted first, "
+        "and `info` says what was removed.",
+    ),
+    max_files: int = typer.Option(0, "--max-files", help="Keep at most N sealed files."),
+    max_age: str = typer.Option(
+        None, "--max-age", help="Delete sealed files older than this (e.g. 7d)."
+    ),
+    flight: str = typer.Option(
+        None,
+        "--flight",
+        help="Flight recorder: keep only the last DURATION in memory (e.g. 60s) and write it "
+        "out on SIGUSR1, `sockopt-trace dump DIR` or a --trigger, then go on.",
+    ),
+    flight_memory: str = typer.Option(
+        "256M", "--flight-memory", help="With --flight: memory for the buffer, at most."
+    ),
+    trigger: list[str] = typer.Option(
+        [],
+        "--trigger",
+        help="With --flight: dump when this holds over the last second: errors>N/s, "
+        "calls>N/s, p50|p90|p99|p999|max>DURATION (e.g. 'p99>2ms'). Repeatable.",
+    ),
     rotate_size: str = typer.Option(
         "256M", "--rotate-size", help="Start a new file after this many bytes."
     ),
@@ -65,6 +97,23 @@ def record(
         help="Run -- COMMAND N times, one recording each in OUTPUT/1 ... OUTPUT/N: replicates "
         "for diff.",
     ),
+    log: bool = typer.Option(
+        False,
+        "--log",
+        help="One line on stderr per event worth knowing (file sealed with its counts and "
+        "losses, uploads), for the journal; even with --quiet.",
+    ),
+    upload: str = typer.Option(
+        None,
+        "--upload",
+        help="Copy each sealed file in the background to s3://BUCKET/PREFIX or a directory, "
+        "as host=NAME/date=YYYY-MM-DD/FILE; retried with back-off, resumed at the next start.",
+    ),
+    upload_delete: bool = typer.Option(
+        False,
+        "--upload-delete",
+        help="With --upload: delete each file once its upload is confirmed.",
+    ),
 ) -> None:
     """Record getsockopt(2) calls (needs root). Ctrl-C or SIGTERM stops cleanly.
 
@@ -74,10 +123,20 @@ def record(
     recording each in numbered subdirectories, so that `diff before/ after/` compares the runs
     as replicates; it stops at the first run that fails.
     """
+    from sockopt_trace.recorder.flight import FlightConfig, parse_trigger
     from sockopt_trace.recorder.probe import ProbeConfig
+    from sockopt_trace.recorder.retention import RetentionConfig
     from sockopt_trace.recorder.session import RecordOptions
     from sockopt_trace.recorder.session import record as run
+    from sockopt_trace.recorder.upload import UploadConfig
     from sockopt_trace.recorder.writer import WriterConfig
+
+    if max_files < 0:
+        raise UserError("--max-files must be 1 or more")
+    if trigger and not flight:
+        raise UserError("--trigger needs --flight DURATION")
+    if upload_delete and not upload:
+        raise UserError("--upload-delete needs --upload URL")
 
     def options(output: Path) -> RecordOptions:
         return RecordOptions(
@@ -89,6 +148,7 @@ def record(
                 callsites=callsites,
                 stacks=stacks,
                 stack_sample_period=stack_sample,
+                max_rate=max_rate,
                 ringbuf_bytes=parse_size(ringbuf, "--ringbuf"),
             ),
             writer=WriterConfig(
@@ -103,6 +163,20 @@ def record(
             force=force,
             status=False if quiet else None,
             quiet=quiet,
+            log=log,
+            upload=UploadConfig(upload, delete=upload_delete) if upload else None,
+            flight=FlightConfig(
+                parse_duration(flight, "--flight"),
+                parse_size(flight_memory, "--flight-memory"),
+                tuple(parse_trigger(t) for t in trigger),
+            )
+            if flight
+            else None,
+            retention=RetentionConfig(
+                max_bytes=parse_size(max_size, "--max-size") if max_size else 0,
+                max_files=max_files,
+                max_age_s=parse_duration(max_age, "--max-age") if max_age else 0.0,
+            ),
         )
 
     if repeat < 1:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from sockopt_trace import schema
 from tests.unit.test_readme import readme_commands
 
 pytestmark = pytest.mark.kernel
@@ -63,3 +64,13 @@ def test_readme_record_command_runs(command: str, tmp_path: Path, web_server: No
     if " -- " in command:  # the traced command's own calls: curl asks SO_ERROR once per connect
         table = pq.read_table(files)
         assert "curl" in table["comm"].to_pylist()
+    if "--max-files" in command:  # retention kept the newest, and said what it removed
+        assert len(files) <= int(argv[argv.index("--max-files") + 1])
+    if "--max-rate" in command:
+        rate = int(argv[argv.index("--max-rate") + 1])
+        assert {schema.read_file_metadata(str(f)).max_rate for f in files} == {rate}
+    if "--upload" in command:  # every sealed file, in the fleet layout, byte for byte
+        dest = tmp_path / argv[argv.index("--upload") + 1]
+        shipped = {p.name: p.read_bytes() for p in dest.glob("host=*/date=*/*.parquet")}
+        assert shipped == {f.name: f.read_bytes() for f in files}
+        assert "uploaded" in result.stderr

@@ -85,7 +85,7 @@ def test_sample_is_whole_and_self_describing(name: str) -> None:
     s = sample(name)
     assert s.files, f"{s.dir} holds no {schema.FILE_SUFFIX} file"
     assert not list(s.dir.glob(f"*{schema.PARTIAL_SUFFIX}"))
-    # recorded before the call sites' locations were added to the format: read all the same
+    # recorded before the columns of schema.ADDED_COLUMNS existed
     assert s.table.column_names == [c for c in schema.COLUMNS if c not in schema.ADDED_COLUMNS]
     for path, meta in zip(s.files, s.metadata, strict=True):
         assert meta.format == schema.FORMAT_NAME

@@ -1,0 +1,116 @@
+"""Sampled recordings (--max-rate): every count, rate and time in the reports, exports and
+summaries is a sum of weights, so that a recording sampled the way the kernel samples (each
+successful call kept with probability 1/period and weighing `period`; failed calls kept, weight
+1) estimates the whole, within what sampling allows; files without the column weigh 1."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sockopt_trace import schema
+from sockopt_trace.analyzer import names
+from sockopt_trace.analyzer.export import export
+from sockopt_trace.analyzer.load import load
+from sockopt_trace.analyzer.reports import run_report
+from tests.synth import make_metadata, synth_events, write_file
+
+PERIOD = 10
+
+
+def sampled(table: pa.Table, seed: int = 5) -> pa.Table:
+    """What the kernel keeps of `table` at 1 in PERIOD: failed calls all, with weight 1."""
+    rng = np.random.default_rng(seed)
+    ok = table.column("ret").to_numpy() == 0
+    keep = ~ok | (rng.random(table.num_rows) < 1 / PERIOD)
+    weight = np.where(ok, PERIOD, 1).astype(np.int32)
+    table = table.set_column(table.schema.get_field_index("weight"), "weight", pa.array(weight))
+    return table.filter(pa.array(keep))
+
+
+def write(directory: Path, table: pa.Table, **meta: Any) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_file(directory / "host-a-000001.parquet", table, make_metadata(table, **meta))
+
+
+def report(rec: Path, name: str, **kwargs: Any) -> list[dict[str, Any]]:
+    res = run_report(load([rec]).con, name, **kwargs)
+    return [dict(zip(res.columns, row, strict=True)) for row in res.rows]
+
+
+def test_reports_estimate_the_whole_from_a_sampled_recording(tmp_path: Path) -> None:
+    truth = synth_events(200_000, seed=8)
+    kept = sampled(truth)
+    write(tmp_path / "s", kept, max_rate=1000, sampled_out=truth.num_rows - kept.num_rows)
+    rec = load([tmp_path / "s"]).recording
+    assert any("sampled (--max-rate 1,000" in line for line in rec.notices())
+
+    by = ["comm", "optname"]
+    got = {(r["comm"], r["optname"]): r for r in report(tmp_path / "s", "errors", by=by)}
+    ok = pc.equal(truth.column("ret"), 0)
+    for r in report(tmp_path / "s", "latency", by=by):
+        mask = pc.and_(
+            pc.equal(truth.column("comm"), r["comm"]),
+            pc.equal(pc.cast(truth.column("optname"), pa.int64()), _optnum(r["optname"])),
+        )
+        n_ok = pc.sum(pc.and_(mask, ok)).as_py() or 0
+        n = pc.sum(mask).as_py()
+        sd = math.sqrt(n_ok * (PERIOD - 1))  # Bernoulli sampling of the successful calls
+        assert abs(r["calls"] - n) <= 6 * sd + 1, (r, n)
+        if (r["comm"], r["optname"]) in got:  # failed calls are all there, as themselves
+            errs = pc.sum(pc.and_(mask, pc.invert(ok))).as_py()
+            assert got[(r["comm"], r["optname"])]["errors"] == errs
+    (s,) = report(tmp_path / "s", "summary")
+    assert abs(s["events"] - truth.num_rows) <= 6 * math.sqrt(truth.num_rows * PERIOD)
+    assert s["errors"] == pc.sum(pc.invert(ok)).as_py()
+
+
+def test_exports_and_stacks_count_weights(tmp_path: Path) -> None:
+    table = synth_events(5_000, seed=2)
+    weights = pa.array(np.full(table.num_rows, 7, dtype=np.int32))
+    table = table.set_column(table.schema.get_field_index("weight"), "weight", weights)
+    write(tmp_path / "w", table)
+    out = io.BytesIO()
+    export(load([tmp_path / "w"]), "folded", out)
+    counts = [int(line.rsplit(b" ", 1)[1]) for line in out.getvalue().splitlines()]
+    assert sum(counts) == 7 * table.num_rows
+    sites = report(tmp_path / "w", "callsites", params={"top": 1000})
+    assert sum(r["calls"] for r in sites) == 7 * table.num_rows
+
+
+def test_files_without_the_column_weigh_one(tmp_path: Path) -> None:
+    table = synth_events(3_000, seed=4).drop_columns(["weight"])
+    directory = tmp_path / "old"
+    directory.mkdir()
+    with pq.ParquetWriter(directory / "h-000001.parquet", table.schema) as w:
+        w.write_table(table)
+        w.add_key_value_metadata({schema.METADATA_KEY: make_metadata(table).to_bytes()})
+    (s,) = report(directory, "summary")
+    assert s["events"] == 3_000
+
+
+def _optnum(name: str) -> int:
+    for opts in names.OPTNAMES.values():
+        for num, label in opts.items():
+            if label == name:
+                return num
+    return int(name)
+
+
+def test_pages_and_diff_say_they_estimate(tmp_path: Path) -> None:
+    from sockopt_trace.analyzer.htmlreport import diff_html, report_html
+
+    truth = synth_events(20_000, seed=9)
+    kept = sampled(truth)
+    write(tmp_path / "s", kept, max_rate=500, sampled_out=truth.num_rows - kept.num_rows)
+    write(tmp_path / "t", truth)
+    assert "sampled (--max-rate 500 calls/s)" in report_html([tmp_path / "s"])
+    page = diff_html([tmp_path / "t"], [tmp_path / "s"])
+    assert "new: sampled (--max-rate 500 calls/s)" in page
