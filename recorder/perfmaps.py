@@ -8,7 +8,7 @@ the mmap (or exec) returns, so by the time a call from that code reaches us, the
 places it is already in these buffers: nothing depends on the process still being alive, and
 reading /proc/PID/maps in time stops being a race (docs/reliability.md).
 
-bcc cannot do this in BPF (no bpf_find_vma callbacks, DESIGN.md), and needs not: the perf
+bcc cannot do this in BPF (no bpf_find_vma callbacks, docs/design.md), and needs not: the perf
 side-band is a stable kernel ABI (mmap2 since 3.16, build-id in it since 5.12).
 """
 
