@@ -12,11 +12,10 @@ import os
 from functools import cache
 from pathlib import Path
 
+from sockopt_trace.recorder.libc import libc
+
 SYS_BPF = 321  # x86_64
 BPF_MAP_LOOKUP_ELEM = 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 
 class _MapElemAttr(ctypes.Structure):
@@ -30,7 +29,7 @@ class _MapElemAttr(ctypes.Structure):
 
 
 def _bpf(cmd: int, attr: _MapElemAttr) -> int:
-    return _libc.syscall(SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    return libc().syscall(SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
 
 
 def lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sockopt_trace.recorder.libc import libc
+
 PAGE = mmap.PAGESIZE
 BUFFER_PAGES = 64  # 256 KiB per CPU: ~1,500 mmap records between two drains
 _SYS_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
@@ -92,9 +94,8 @@ def _perf_event_open(attr: bytes, cpu: int) -> int:
     number = _SYS_PERF_EVENT_OPEN.get(platform.machine())
     if number is None:
         raise PerfUnavailable(f"no perf_event_open number known for {platform.machine()}")
-    libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(attr, len(attr))
-    fd = libc.syscall(number, buf, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
+    fd = libc().syscall(number, buf, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         err = ctypes.get_errno()
         raise PerfUnavailable(f"perf_event_open: {os.strerror(err)}")
