@@ -38,7 +38,7 @@ class Sample:
         self.name = name
         self.dir = SAMPLES / name
         self.files = sorted(self.dir.glob(f"*{schema.FILE_SUFFIX}"))
-        self.table = pq.read_table(self.dir)
+        self.table = pq.read_table(self.files)  # not the symbols sidecar a report may leave
         self.metadata = [schema.read_file_metadata(str(f)) for f in self.files]
         self.rows = self.table.to_pylist()
 
