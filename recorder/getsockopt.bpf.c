@@ -11,7 +11,7 @@
  *   CAPTURE_STACKS, STACK_SAMPLE_PERIOD            full user stacks for 1 in N calls
  *   RINGBUF_PAGES, STACK_ENTRIES, WAKEUP_EVERY
  *
- * Cost on the hot path matters (DESIGN.md targets): no stack walk unless asked for; the reader
+ * Cost on the hot path matters (docs/design.md, targets): no stack walk unless asked for; the reader
  * of `events` is woken only every WAKEUP_EVERY events per CPU, otherwise it reads on a timer.
  * Where call sites are in which file is not found here but from the kernel's perf mapping
  * records (recorder/perfmaps.py), which outlive the processes.
