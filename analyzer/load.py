@@ -9,9 +9,9 @@ from pathlib import Path
 from sockopt_trace.analyzer import symbolviews
 from sockopt_trace.analyzer.database import Loaded, Setup, Source, connect
 from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.naming import prepare as prepare_symbols
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.storage import Prune, hosts_in_where
-from sockopt_trace.analyzer.symbolize import prepare as prepare_symbols
 from sockopt_trace.analyzer.timespec import is_offset, parse_time_bound
 
 Specs = Sequence[str | Path]

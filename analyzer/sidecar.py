@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sockopt_trace.analyzer.recording import Recording, RecordingFile
+
 NAME = "sockopt-trace.symbols"
 META_KEY = b"sockopt_trace_symbols"
 VERSION = 1
@@ -95,3 +97,9 @@ def symbols_table(sidecars: Sequence[Sidecar]) -> pa.Table:
         for key, row in sidecar.rows.items():
             rows.setdefault(key, row)
     return pa.Table.from_pylist(list(rows.values()), SCHEMA)
+
+
+def local_files(rec: Recording) -> list[tuple[Path, RecordingFile]]:
+    """(directory, file) of the files on this machine's file system: a recording in object
+    storage has no directory to keep a sidecar in (symbolize a local copy of it)."""
+    return [(f.path.parent, f) for f in rec.files if isinstance(f.path, Path)]

@@ -1,8 +1,8 @@
 """Name call sites and stack frames from debug information found on the analysis machine.
 
 `sockopt-trace symbolize REC` runs it over every file; reports, diff, html and export run it
-(`prepare`) over the files whose recorder left call sites as module+offset and that no sidecar
-covers yet, from /usr/lib/debug and DEBUGINFOD_URLS. Results go to the sidecar (sidecar.py);
+(`naming.prepare`) over the files whose recorder left call sites as module+offset and that no
+sidecar covers yet, from /usr/lib/debug and DEBUGINFOD_URLS. Results go to the sidecar (sidecar.py);
 the views then show them (database.py).
 """
 
@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from sockopt_trace.analyzer import addr2line
 from sockopt_trace.analyzer.debuginfo import DebugInfo, Found
 from sockopt_trace.analyzer.recording import Recording, RecordingFile
 from sockopt_trace.analyzer.render import Result
-from sockopt_trace.analyzer.sidecar import Sidecar, location_key, symbols_table
-from sockopt_trace.errors import UserError
+from sockopt_trace.analyzer.sidecar import Sidecar, local_files, location_key
 
 
 @dataclass(frozen=True)
@@ -177,12 +175,6 @@ def _where(frame: addr2line.Frame) -> str:
     return f"{os.path.basename(frame.file) or '??'}:{frame.line}"
 
 
-def local_files(rec: Recording) -> list[tuple[Path, RecordingFile]]:
-    """(directory, file) of the files on this machine's file system: a recording in object
-    storage has no directory to keep a sidecar in (symbolize a local copy of it)."""
-    return [(f.path.parent, f) for f in rec.files if isinstance(f.path, Path)]
-
-
 def symbolize(rec: Recording, debug: DebugInfo, *, only_new: bool = False) -> Symbolized:
     """Name what can be named in `rec`'s files (with `only_new`, only in the files that have
     unnamed call sites and no sidecar covers yet), and save it in each directory's sidecar."""
@@ -211,35 +203,3 @@ def symbolize(rec: Recording, debug: DebugInfo, *, only_new: bool = False) -> Sy
                 out.notes.append(f"could not save the symbols in {sidecar.path}: {err.strerror}")
     out.notes.extend(f"debuginfod {e}" for e in debug.errors)
     return out
-
-
-def prepare(recordings: Sequence[Recording]) -> tuple[pa.Table, list[str]]:
-    """The symbols the views of these recordings should use: their sidecars, after naming what
-    their recorders left unnamed and no sidecar covers yet (from /usr/lib/debug and
-    DEBUGINFOD_URLS); and what the user should know about it."""
-    notes: list[str] = []
-    merged: dict[Path, Sidecar] = {}
-    for rec in recordings:
-        if not any((f.meta.unresolved_sites or 0) > 0 for _, f in local_files(rec)):
-            continue
-        try:
-            done = symbolize(rec, DebugInfo(), only_new=True)
-        except UserError as err:  # no symbolizer here, say: the report goes on without names
-            notes.append(f"call sites left unnamed: {err}")
-            continue
-        notes += done.notes
-        merged.update(done.merged)
-        total = sum(o.locations for o in done.objects)
-        if done.named:
-            saved = f" (saved in {', '.join(map(str, done.sidecars))})" if done.sidecars else ""
-            notes.append(f"named {done.named} of {total} unnamed call sites and frames{saved}")
-        elif total:
-            notes.append(
-                f"{total} call sites and frames are unnamed (stripped binaries) and no debug "
-                "information was found for them here: `sockopt-trace symbolize --debug-dir DIR`, "
-                "/usr/lib/debug or DEBUGINFOD_URLS can name them"
-            )
-    directories = sorted({d for rec in recordings for d, _ in local_files(rec)})
-    sidecars = [merged[d] if d in merged else Sidecar.read(d) for d in directories]
-    notes += [s.problem for s in sidecars if s.problem]
-    return symbols_table(sidecars), notes

@@ -11,9 +11,10 @@ bounded: it is the peak of what the bounded buffers need, kept rather than given
 from __future__ import annotations
 
 import contextlib
-import ctypes
 
 import pyarrow as pa
+
+from sockopt_trace.recorder.libc import libc
 
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
@@ -23,8 +24,8 @@ MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
 
 def keep_freed_memory() -> None:
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-        libc.mallopt(M_TOP_PAD, 16 << 20)
+        lib = libc()
+        lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+        lib.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        lib.mallopt(M_TOP_PAD, 16 << 20)
     pa.set_memory_pool(pa.system_memory_pool())

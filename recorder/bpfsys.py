@@ -14,13 +14,12 @@ import os
 from functools import cache
 from pathlib import Path
 
+from sockopt_trace.recorder.libc import libc
+
 SYS_BPF = 321  # x86_64
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_OBJ_GET_INFO_BY_FD = 15
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 
 class _MapElemAttr(ctypes.Structure):
@@ -88,7 +87,7 @@ RECURSION_MISSES_END = ProgInfo.recursion_misses.offset + 8
 
 def bpf(cmd: int, attr: ctypes.Structure) -> int:
     """bpf(2); raises OSError on failure."""
-    ret = _libc.syscall(SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    ret = libc().syscall(SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))

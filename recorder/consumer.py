@@ -1,8 +1,9 @@
 """Read the BPF ring buffer in bulk: the map's memory is mmap'ed and records are parsed by numpy.
 
 One Python call per event (bcc's callback API) costs about 1 us and loses events at the rate of
-one busy thread (DESIGN.md). Here a drain copies every ready record in one numpy operation,
-about 0.1 us per event, and the kernel wakes us only now and then (see getsockopt.bpf.c).
+one busy thread (docs/design.md, reference figures). Here a drain copies every ready record in
+one numpy operation, about 0.1 us per event, and the kernel wakes us only now and then (see
+getsockopt.bpf.c).
 
 Ring buffer layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (we write it),
 page 1 the producer position, then the data area. The kernel offers the data area mapped twice

@@ -111,7 +111,7 @@ def run_checks() -> list[Check]:
         checks.append(Check("kernel headers", False, "none usable", str(err)))
     try:
         bcc = environment.import_bcc()
-        checks.append(Check("bcc", True, f"{Path(bcc.__file__).parent}"))
+        checks.append(Check("bcc", True, str(Path(bcc.__file__ or "?").parent)))
     except UserError as err:
         checks.append(Check("bcc", False, "not importable", str(err)))
         return checks

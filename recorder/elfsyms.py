@@ -23,6 +23,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
+from sockopt_trace.recorder.libc import libc
+
 # Elf64_Sym, as laid out in .symtab/.dynsym
 ELF64_SYM = np.dtype(
     [
@@ -178,9 +180,5 @@ def demangle(raw: bytes) -> str:
             try:
                 return ctypes.string_at(out).decode(errors="backslashreplace")
             finally:
-                _libc_free(out)
+                libc().free(out)
     return raw.decode(errors="backslashreplace")
-
-
-_libc_free = ctypes.CDLL(None).free
-_libc_free.argtypes = [ctypes.c_void_p]

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from sockopt_trace.errors import ExitCode, UserError
+from sockopt_trace.recorder.libc import libc
 
 ENV_ERROR = ExitCode.ENVIRONMENT
 # Where distros put bcc's Python module; SOCKOPT_TRACE_BCC_DIRS (colon-separated) overrides.
@@ -84,8 +85,7 @@ def mount_tracefs() -> str | None:
         return None
     if os.geteuid() != 0:
         return "tracefs is not mounted (needs root): mount -t tracefs nodev /sys/kernel/tracing"
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None) != 0:
+    if libc().mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None) != 0:
         err = os.strerror(ctypes.get_errno())
         return f"cannot mount tracefs ({err}): mount -t tracefs nodev /sys/kernel/tracing"
     return None

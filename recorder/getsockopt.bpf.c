@@ -12,7 +12,7 @@
  *   RINGBUF_PAGES, STACK_ENTRIES, WAKEUP_EVERY
  *   SAMPLING, SEEN_SITES                           --max-rate: record 1 in `period` calls
  *
- * Cost on the hot path matters (DESIGN.md targets): no stack walk unless asked for; the reader
+ * Cost on the hot path matters (docs/design.md, targets): no stack walk unless asked for; the reader
  * of `events` is woken only every WAKEUP_EVERY events per CPU, otherwise it reads on a timer.
  * Where call sites are in which file is not found here but from the kernel's perf mapping
  * records (recorder/perfmaps.py), which outlive the processes.

@@ -8,7 +8,7 @@ the mmap (or exec) returns, so by the time a call from that code reaches us, the
 places it is already in these buffers: nothing depends on the process still being alive, and
 reading /proc/PID/maps in time stops being a race (docs/reliability.md).
 
-bcc cannot do this in BPF (no bpf_find_vma callbacks, DESIGN.md), and needs not: the perf
+bcc cannot do this in BPF (no bpf_find_vma callbacks, docs/design.md), and needs not: the perf
 side-band is a stable kernel ABI (mmap2 since 3.16, build-id in it since 5.12).
 """
 
@@ -23,6 +23,8 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sockopt_trace.recorder.libc import libc
 
 PAGE = mmap.PAGESIZE
 BUFFER_PAGES = 64  # 256 KiB per CPU: ~1,500 mmap records between two drains
@@ -92,9 +94,8 @@ def _perf_event_open(attr: bytes, cpu: int) -> int:
     number = _SYS_PERF_EVENT_OPEN.get(platform.machine())
     if number is None:
         raise PerfUnavailable(f"no perf_event_open number known for {platform.machine()}")
-    libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(attr, len(attr))
-    fd = libc.syscall(number, buf, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
+    fd = libc().syscall(number, buf, -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         err = ctypes.get_errno()
         raise PerfUnavailable(f"perf_event_open: {os.strerror(err)}")

@@ -326,8 +326,9 @@ class RecordingWriter:
         self.rows_written += len(rows)
         exits = _exits(rows)
         self._written_exit = max(self._written_exit, int(exits.max()))
-        if self._first_exit is None:
-            self._first_exit = int(exits.min())
+        earliest = int(exits.min())  # rows from other CPUs may complete before earlier ones
+        if self._first_exit is None or earliest < self._first_exit:
+            self._first_exit = earliest
         if self._file.tell() >= self.config.rotate_bytes:
             self._cut(self._watermark())
 

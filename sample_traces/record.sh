@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-record the sample recordings in sample_traces/ from scratch, as root, on a Debian 12 machine
-# with the kernel facts of DESIGN.md (tracepoint probe).
+# with the kernel facts of docs/design.md (tracepoint probe).
 #
 #   sudo bash sample_traces/record.sh                 # install the programs, record every sample
 #   sudo bash sample_traces/record.sh nginx-after     # only these samples

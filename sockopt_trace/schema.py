@@ -5,9 +5,10 @@ getsockopt(2) call and carries a JSON `RecordingMetadata` under the key-value me
 `METADATA_KEY`. A file still being written is named `*.parquet.partial` and renamed to
 `*.parquet` only after its footer is written, so every `*.parquet` is whole.
 
-Portability (DESIGN.md): wall-clock time is int64 nanoseconds since the Unix epoch (UTC), not a
-Parquet TIMESTAMP(NANOS) column, which Spark refuses; the analyzer's view turns it into a
-timestamp. Columns only ever get added; anything else bumps `FORMAT_VERSION`.
+Portability (docs/design.md, portability facts): wall-clock time is int64 nanoseconds since
+the Unix epoch (UTC), not a Parquet TIMESTAMP(NANOS) column, which Spark refuses; the
+analyzer's view turns it into a timestamp. Columns only ever get added; anything else bumps
+`FORMAT_VERSION`.
 """
 
 from __future__ import annotations

@@ -45,11 +45,11 @@ from sockopt_trace.analyzer.diff.model import (
 )
 from sockopt_trace.analyzer.dimensions import parse_by
 from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.naming import prepare as prepare_symbols
 from sockopt_trace.analyzer.recording import Recording, open_recording
 from sockopt_trace.analyzer.reports import Report, load_queries, prepare
 from sockopt_trace.analyzer.span import wall_clock_ns
 from sockopt_trace.analyzer.summary import stacks_setting
-from sockopt_trace.analyzer.symbolize import prepare as prepare_symbols
 from sockopt_trace.analyzer.views import ViewNames
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata

@@ -5,7 +5,9 @@ themselves; the recorded files stay byte for byte what the recorder wrote."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -150,7 +152,8 @@ def test_reports_name_call_sites_by_themselves(
     first = cli("report", str(rec), "callsites", "--format", "csv", env=env)
     assert first.returncode == 0, first.stderr
     assert "named 3 of 3" in first.stderr
-    names = {line.split(",")[0].split("+")[0] for line in first.stdout.splitlines()[1:]}
+    rows = csv.DictReader(io.StringIO(first.stdout))  # csv: the recorded text, then the name
+    names = {row["callsite_name"].split("+")[0] for row in rows}
     assert names == {"check_connected", "buffer_size", "log_request"}
     shutil.rmtree(tmp_path / "c")  # no cache, no server: the sidecar is enough
     env.pop("DEBUGINFOD_URLS")

@@ -147,8 +147,10 @@ def test_real_changes_are_found_with_replicates(recordings: dict) -> None:
     slow = by_option["SO_PEERGROUPS"]  # 56 groups against 1
     assert {"p50", "p90"} & set(slow.significant), slow
     assert 2.5 < 1 + (slow.percentiles["p50"].rel or 0) < 15
-    rate = by_option["SO_RCVBUF"]
-    assert "rate" in rate.significant and 1.6 < 1 + (rate.rate.rel or 0) < 2.4
+    rate = by_option["SO_RCVBUF"]  # twice the calls per round; the slower rounds (S) make the
+    # rate per second less than twice: the exact calls are the ground truth
+    assert "rate" in rate.significant and (rate.rate.rel or 0) > 0
+    assert rate.calls == (CHANGED * ROUNDS * THREADS, 2 * CHANGED * ROUNDS * THREADS)
     extra = by_option["SO_SNDBUF"]
     assert extra.status == "new" and extra.significant == ["rate"]
     assert [g.key[0].split("+")[0] for g in result.callsites if g.significant] == ["check_sndbuf"]

@@ -94,7 +94,7 @@ def test_kprobe_mode_attaches_or_says_why(tmp_path: Path) -> None:
     result = cli("record", "-o", str(tmp_path / "r"), "--probe", "kprobe", "--duration", "1s")
     if Path("/sys/kernel/tracing/kprobe_events").exists():  # a kernel with kprobes: it works
         assert result.returncode == 0, result.stderr
-    else:  # this project's machines (DESIGN.md): refused with the reason
+    else:  # this project's machines (docs/design.md): refused with the reason
         assert_one_line_error(result, 3, "kprobe", "CONFIG_KPROBE")
 
 

@@ -113,7 +113,7 @@ def test_the_final_seal_failing_still_ends_the_recording(small_disk: Path, loop_
     info = cli("info", str(out), "--format", "json")
     assert info.returncode == 0, info.stderr
     got = json.loads(info.stdout)
-    assert got["recording"][0]["lost"] == 200000
+    assert got["recordings"][0]["lost"] == 200000
     assert got["losses"][0]["reasons"] == "write_error 200,000"
 
 

@@ -1,4 +1,5 @@
-"""Every canned query: a complete header, portable SQL (DESIGN.md), reads only the views, runs."""
+"""Every canned query: a complete header, portable SQL (docs/design.md), reads only the views,
+runs."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ QUERY_DIR = Path(str(importlib.resources.files("sockopt_trace.queries")))
 SQL_FILES = sorted(QUERY_DIR.glob("*.sql"))
 DIFF_FILES = sorted((QUERY_DIR / "diff").glob("*.sql"))  # read two recordings: see diff.py
 
-# What breaks or silently changes on Spark through sqlglot (DESIGN.md, portability facts).
+# What breaks or silently changes on Spark through sqlglot (docs/design.md, portability facts).
 FORBIDDEN = {
     "quantile_disc": r"\bquantile_disc\b",
     "percentile_cont/percentile_disc": r"\bpercentile_(cont|disc)\b",

@@ -16,7 +16,6 @@ from collections import Counter
 from functools import cache
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -39,11 +38,7 @@ class Sample:
         self.name = name
         self.dir = SAMPLES / name
         self.files = sorted(self.dir.glob(f"*{schema.FILE_SUFFIX}"))
-        # the recording files only: a report may have written its symbols beside them
-        # (sockopt-trace.symbols, Parquet too)
-        self.table = pa.concat_tables(
-            pq.read_table(f) for f in sorted(self.dir.rglob(f"*{schema.FILE_SUFFIX}"))
-        )
+        self.table = pq.read_table(self.files)  # not the symbols sidecar a report may leave
         self.metadata = [schema.read_file_metadata(str(f)) for f in self.files]
         self.rows = self.table.to_pylist()
 

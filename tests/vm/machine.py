@@ -51,7 +51,7 @@ def accelerator() -> tuple[list[str], str]:
     """qemu's -accel/-cpu arguments, and one line saying which and why.
 
     KVM where it can run an unmodified distribution kernel; this project's machines offer a
-    software nested KVM (kvm_pvm) that cannot (DESIGN.md), so they fall back to emulation."""
+    software nested KVM (kvm_pvm) that cannot (docs/design.md), so they fall back to emulation."""
     forced = os.environ.get("SOCKOPT_TRACE_VM_ACCEL")
     tcg = ["-accel", "tcg,thread=multi", "-cpu", "max"]
     kvm = ["-accel", "kvm", "-cpu", "host"]
