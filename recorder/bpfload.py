@@ -13,7 +13,8 @@ import ctypes
 import os
 from pathlib import Path
 
-from sockopt_trace.recorder.bpfsys import _libc, bpf, obj_info, prog_info
+from sockopt_trace.recorder.bpfsys import bpf, obj_info, prog_info
+from sockopt_trace.recorder.libc import libc
 
 BPF_MAP_CREATE = 0
 BPF_PROG_LOAD = 5
@@ -253,12 +254,12 @@ def attach_tracepoint(prog_fd: int, tracefs: Path, category: str, event: str) ->
     )
     attr.sample_period = 1
     attr.wakeup_events = 1
-    fd = _libc.syscall(SYS_PERF_EVENT_OPEN, ctypes.byref(attr), -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+    fd = libc().syscall(SYS_PERF_EVENT_OPEN, ctypes.byref(attr), -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"perf_event_open {category}:{event}: {os.strerror(err)}")
     for request, arg in ((PERF_EVENT_IOC_SET_BPF, prog_fd), (PERF_EVENT_IOC_ENABLE, 0)):
-        if _libc.ioctl(fd, request, arg) != 0:
+        if libc().ioctl(fd, request, arg) != 0:
             err = ctypes.get_errno()
             os.close(fd)
             raise OSError(err, f"attaching to {category}:{event}: {os.strerror(err)}")
