@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
 
 import duckdb
+from typing_extensions import TypeVar
 
 from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.recording import Recording, first_line
@@ -46,12 +47,16 @@ class Source:
     names: ViewNames = field(default_factory=ViewNames)
 
 
+# The engine's connection: DuckDB's, or `spark.SparkConnection` for --engine spark.
+Con = TypeVar("Con", default=duckdb.DuckDBPyConnection)
+
+
 @dataclass
-class Loaded:
+class Loaded(Generic[Con]):
     """One recording on a connection: the files read, the window and spans after the filters."""
 
     recording: Recording
-    con: duckdb.DuckDBPyConnection
+    con: Con
     filters: Filters = field(default_factory=Filters)
     window: Window = field(default_factory=Window)
     names: ViewNames = field(default_factory=ViewNames)

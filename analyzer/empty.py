@@ -11,10 +11,12 @@ from sockopt_trace.analyzer.timespec import to_datetime
 
 if TYPE_CHECKING:
     from sockopt_trace.analyzer.database import Loaded
-    from sockopt_trace.analyzer.spark import SparkLoaded
+    from sockopt_trace.analyzer.spark import SparkConnection
 
 
-def why_empty(loaded: Loaded | SparkLoaded, report: str, dims: Sequence[str] = ()) -> str:
+def why_empty(
+    loaded: Loaded | Loaded[SparkConnection], report: str, dims: Sequence[str] = ()
+) -> str:
     """The reason `report` (grouped by `dims`) found no rows in `loaded`."""
     rec, window, names = loaded.recording, loaded.window, loaded.names
     if rec.events == 0:
@@ -39,21 +41,21 @@ def why_empty(loaded: Loaded | SparkLoaded, report: str, dims: Sequence[str] = (
     return "no rows"
 
 
-def _count(loaded: Loaded | SparkLoaded, view: str, condition: str = "") -> int:
+def _count(loaded: Loaded | Loaded[SparkConnection], view: str, condition: str = "") -> int:
     """Rows of `view` (on DuckDB or Spark: both connections execute DuckDB's dialect)."""
     where = f" WHERE {condition}" if condition else ""
     rows = loaded.con.execute(f"SELECT count(*) FROM {view}{where}").fetchall()
     return int(rows[0][0]) if rows else 0
 
 
-def _window_sql(loaded: Loaded | SparkLoaded) -> str:
+def _window_sql(loaded: Loaded | Loaded[SparkConnection]) -> str:
     w = loaded.window
     parts = [f"ts_ns >= {int(w.since_ns)}"] if w.since_ns is not None else []
     parts += [f"ts_ns < {int(w.until_ns)}"] if w.until_ns is not None else []
     return " AND ".join(parts)
 
 
-def _between(loaded: Loaded | SparkLoaded) -> str:
+def _between(loaded: Loaded | Loaded[SparkConnection]) -> str:
     w = loaded.window
     if w.since_ns is not None and w.until_ns is not None:
         return f"between {_time(w.since_ns)} and {_time(w.until_ns)}"

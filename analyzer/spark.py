@@ -16,13 +16,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
 from typing import Any
 
 from sockopt_trace import schema
-from sockopt_trace.analyzer.database import where_clause
+from sockopt_trace.analyzer.database import Loaded, Source, where_clause
 from sockopt_trace.analyzer.dialect import to_spark
 from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.info import files_table
@@ -77,26 +77,6 @@ class SparkConnection:
         return frame
 
 
-@dataclass
-class SparkLoaded:
-    """One recording on Spark: what `database.Loaded` says about one on DuckDB."""
-
-    recording: Recording
-    con: SparkConnection
-    filters: Filters = field(default_factory=Filters)
-    window: Window = field(default_factory=Window)
-    names: ViewNames = field(default_factory=ViewNames)
-    spans: dict[str, RecordingSpan] = field(default_factory=dict)
-
-    @property
-    def since_ns(self) -> int | None:
-        return self.window.since_ns
-
-    @property
-    def until_ns(self) -> int | None:
-        return self.window.until_ns
-
-
 @functools.cache
 def session(master: str | None = None) -> Any:
     """One SparkSession per process (a JVM start costs seconds): Spark Connect when
@@ -137,16 +117,34 @@ def load(
     *,
     master: str | None = None,
     skip_bad: bool = False,
-    con: SparkConnection | None = None,
-    names: ViewNames = ViewNames(),
-) -> SparkLoaded:
+) -> Loaded[SparkConnection]:
     """`load.load` on Spark: validate the files, register the views, filter `events`."""
     rec = open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters))
-    con = con if con is not None else SparkConnection(session(master))
-    window = filters.window(rec.start_ns)
-    spans = recording_spans(rec.files, window)
-    register(con, rec, names, spans)
-    where = filters.where
+    [loaded] = connect([Source(rec, filters)], master=master)
+    return loaded
+
+
+def connect(
+    sources: Sequence[Source], *, master: str | None = None
+) -> list[Loaded[SparkConnection]]:
+    """`database.connect` on Spark: each source's views under its names, `events` filtered;
+    one `Loaded` per source, all on the process's session."""
+    con = SparkConnection(session(master))
+    loaded = []
+    for source in sources:
+        rec, names = source.recording, source.names
+        window = source.filters.window(rec.start_ns)
+        spans = recording_spans(rec.files, window)
+        register(con, rec, names, spans)
+        filter_events(con, source.filters.where, window, names)
+        loaded.append(Loaded(rec, con, source.filters, window, names, spans))
+    return loaded
+
+
+def filter_events(
+    con: SparkConnection, where: str | None, window: Window, names: ViewNames
+) -> None:
+    """`database.filter_events` on Spark: `events` is `events_all` within the filters."""
     clause = where_clause(where, window)
     view = f"CREATE OR REPLACE TEMPORARY VIEW {names.events} AS SELECT * FROM {names.events_all}"
     try:
@@ -158,7 +156,6 @@ def load(
         if where:
             raise UserError(f"bad --where {where!r}: {err}") from None
         raise
-    return SparkLoaded(rec, con, filters, window, names, spans)
 
 
 def register(

@@ -2,7 +2,12 @@
 latency report over 100M events in under 2 s and over 1,000,000,000 in under 30 s with peak RSS
 under 2 GB, on 2 cores; cost linear in events).
 
-    python bench/analyzer_bench.py [--dir /tmp/sockopt-bench] [--sizes 10M,100M,1G] [--repeats 5]
+    flock -x /work/locks/cpu.lock python bench/analyzer_bench.py [--dir /tmp/sockopt-bench]
+        [--sizes 10M,100M,1G] [--repeats 5] [--peer-sizes 10M,100M]
+
+The peer, "plain-duckdb": the latency report as one writes it in DuckDB by hand, `quantile_cont`
+over `read_parquet` grouped by comm, level, optname (DuckDB keeps every latency of a group in
+memory for it: ~8 bytes per event), run beside the reports at the sizes in --peer-sizes.
 
 Recordings are written once under --dir (one file per 10M events, row groups of 256Ki rows as
 the recorder writes them) and reused by later runs. Each timing is one library call as the CLI
@@ -77,7 +82,31 @@ def recording(base: Path, events: int, seed: int = 1) -> Path:
     return directory
 
 
+PLAIN = "plain-duckdb"
+PLAIN_SQL = """
+SELECT comm, level, optname, count(*) AS calls, avg(latency_ns) AS mean_ns,
+    quantile_cont(latency_ns, [0.5, 0.9, 0.99, 0.999]) AS percentiles, max(latency_ns) AS max_ns
+FROM read_parquet('{glob}')
+GROUP BY comm, level, optname
+ORDER BY calls DESC, comm, level, optname
+LIMIT 20
+"""
+
+
+def time_plain(directory: Path) -> float:
+    """The peer: the latency report in plain DuckDB SQL (quantile_cont), rows fetched."""
+    started = time.perf_counter()
+    con = duckdb.connect(config={"enable_progress_bar": False})
+    rows = con.execute(PLAIN_SQL.format(glob=directory / "*.parquet")).fetchall()
+    elapsed = time.perf_counter() - started
+    assert rows
+    con.close()
+    return elapsed
+
+
 def time_report(directory: Path, name: str) -> float:
+    if name == PLAIN:
+        return time_plain(directory)
     started = time.perf_counter()
     loaded = load([directory])
     result = run_report(loaded.con, name)
@@ -110,6 +139,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10M,100M")
     parser.add_argument("--reports", default="latency,callsites")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--peer-sizes", default="10M,100M", help="sizes at which plain DuckDB runs too ('' none)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("DIR", "REPORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -118,15 +150,17 @@ def main() -> None:
 
     sizes = [parse_count(s) for s in args.sizes.split(",")]
     reports = args.reports.split(",")
+    peer_sizes = {parse_count(s) for s in args.peer_sizes.split(",") if s.strip()}
+    plan = {n: reports + [PLAIN] * (n in peer_sizes) for n in sizes}
     dirs = {n: recording(args.dir, n) for n in sizes}
     for directory in dirs.values():  # warm the page cache and DuckDB's first-use costs
         time_report(directory, reports[0])
-    times: dict[tuple[int, str], list[float]] = {(n, r): [] for n in sizes for r in reports}
+    times: dict[tuple[int, str], list[float]] = {(n, r): [] for n in sizes for r in plan[n]}
     peaks: dict[tuple[int, str], int] = dict.fromkeys(times, 0)
     load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
         for n in sizes:
-            for name in reports:
+            for name in plan[n]:
                 seconds, peak = time_in_child(dirs[n], name)
                 times[(n, name)].append(seconds)
                 peaks[(n, name)] = max(peaks[(n, name)], peak)
@@ -144,7 +178,7 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         size = sum(p.stat().st_size for p in dirs[n].glob("*.parquet"))
-        for name in reports:
+        for name in plan[n]:
             t = times[(n, name)]
             median = statistics.median(t)
             print(
@@ -160,6 +194,11 @@ def main() -> None:
             )
             print(f"\n{name}: {large // small}x the events took {ratio:.1f}x the time", end="")
         print()
+    for n in sizes:
+        if PLAIN in plan[n] and "latency" in plan[n]:
+            ratio = statistics.median(times[(n, PLAIN)]) / statistics.median(times[(n, "latency")])
+            peak = peaks[(n, PLAIN)] / peaks[(n, "latency")]
+            print(f"{n:,} events: plain DuckDB took {ratio:.2f}x latency's time, {peak:.2f}x RSS")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ start) and those views are the union of theirs.
 Queries (`queries/diff/`): `groups.sql` (per group and side, or per group and recording for
 replicates: calls, rate, errors, time, exact p50/p90/p99, calls and errors per time slot of
 each recording) and `latency.sql` (single pair: calls per latency bin, for the percentile
-tests). Every percentile diff shows is DuckDB's exact `quantile_cont` in one place: the CTE
-`agg` of `groups.sql` (a side of replicates shows the geometric mean of its runs').
+tests). Every percentile diff shows is exact, from the shared template
+(queries/lib/percentiles.sql) in one place: the CTE `quantiles` of `groups.sql` (a side of
+replicates shows the geometric mean of its runs').
 """
 
 from __future__ import annotations

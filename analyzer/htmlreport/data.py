@@ -183,13 +183,12 @@ def overall_distribution(loaded: Loaded, groups_by_host: list[Distribution]) -> 
     for g in groups_by_host:
         for b, n in g.bins.items():
             bins[b] = bins.get(b, 0) + n
-    probabilities = ", ".join(map(str, PERCENTILES))
-    sql = f"SELECT quantile_cont(latency_ns, [{probabilities}]) FROM events"
-    row = execute(loaded.con, sql).fetchone()
-    values = row[0] if row and row[0] is not None else []
-    return Distribution(
-        ("all calls",), sum(bins.values()), bins, dict(zip(PERCENTILES, values, strict=False))
-    )
+    sql, _ = prepare(load_queries("html")["overall"])
+    cursor = execute(loaded.con, sql)
+    columns = [d[0] for d in cursor.description]
+    row = dict(zip(columns, cursor.fetchone() or [None] * len(columns), strict=True))
+    percentiles = {p: row[_column(p)] for p in PERCENTILES if row.get(_column(p)) is not None}
+    return Distribution(("all calls",), sum(bins.values()), bins, percentiles)
 
 
 def choose_interval(span_ns: int) -> int:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sockopt_trace.analyzer.database import Loaded
     from sockopt_trace.analyzer.filters import Filters
     from sockopt_trace.analyzer.render import Result
-    from sockopt_trace.analyzer.spark import SparkLoaded
+    from sockopt_trace.analyzer.spark import SparkConnection
 
 
 class Engine(str, Enum):
@@ -138,7 +138,7 @@ def open_on_engine(
     skip_bad: bool,
     filters: Filters | None = None,
     allow_external: bool = False,
-) -> Loaded | SparkLoaded:
+) -> Loaded | Loaded[SparkConnection]:
     """`open_and_warn` on the engine the user chose (--engine, --spark-master)."""
     if engine is Engine.duckdb:
         if master:
@@ -154,7 +154,7 @@ def open_on_engine(
     return loaded
 
 
-def _notices(loaded: Loaded | SparkLoaded) -> None:
+def _notices(loaded: Loaded | Loaded[SparkConnection]) -> None:
     for line in [*loaded.recording.notices(), *getattr(loaded, "notes", [])]:
         warn(line)
 

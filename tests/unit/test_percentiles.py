@@ -150,6 +150,35 @@ def test_p99_of_other_reports_is_quantile_conts(weighted: Loaded, report: str) -
         assert_close([row["p99_ns"]], [expected[tuple(row[d] for d in dims)]])
 
 
+def test_values_percentiles_are_quantile_conts(weighted: Loaded) -> None:
+    """The values report's four measured columns, each with its NULLs left out."""
+    measured = {
+        "value_p50": "quantile_cont(value, 0.5)",
+        "value_p99": "quantile_cont(value, 0.99)",
+        "rtt_p50_us": "quantile_cont(tcpi_rtt_us, 0.5)",
+        "rtt_p90_us": "quantile_cont(tcpi_rtt_us, 0.9)",
+        "rtt_p99_us": "quantile_cont(tcpi_rtt_us, 0.99)",
+        "rttvar_p50_us": "quantile_cont(tcpi_rttvar_us, 0.5)",
+        "delivery_rate_p50": "quantile_cont(tcpi_delivery_rate, 0.5)",
+    }
+    expected = {
+        tuple(r[:2]): r[2:]
+        for r in weighted.con.execute(
+            f"SELECT comm, optname_label(level, optname), {', '.join(measured.values())} "
+            "FROM events WHERE ret = 0 GROUP BY comm, level, optname"
+        ).fetchall()
+    }
+    result = run_report(weighted.con, "values", by=["comm", "optname"], params={"top": 10**6})
+    rows = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+    assert len(rows) == len(expected) > 5
+    assert any(r["rtt_p99_us"] is not None for r in rows) and any(r["value_p50"] for r in rows)
+    for row in rows:
+        want = expected[(row["comm"], row["optname"])]
+        for column, e in zip(measured, want, strict=True):
+            g = row[column]
+            assert (g is None and e is None) or abs(g - e) <= math.ulp(e), (column, row, e)
+
+
 def test_timeline_p99_is_quantile_conts(weighted: Loaded) -> None:
     result = run_report(weighted.con, "timeline", params={"interval": "1ms"})
     rows = [dict(zip(result.columns, r, strict=True)) for r in result.rows]

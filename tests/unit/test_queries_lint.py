@@ -29,6 +29,7 @@ from tests.synth import write_recording
 QUERY_DIR = Path(str(importlib.resources.files("sockopt_trace.queries")))
 SQL_FILES = sorted(QUERY_DIR.glob("*.sql"))
 DIFF_FILES = sorted((QUERY_DIR / "diff").glob("*.sql"))  # read two recordings: see diff.py
+HTML_FILES = sorted((QUERY_DIR / "html").glob("*.sql"))  # the pages' own (DuckDB only)
 
 # What breaks or silently changes on Spark through sqlglot (docs/design.md, portability facts).
 FORBIDDEN = {
@@ -104,22 +105,11 @@ def test_portable_constructs_only(path: Path) -> None:
     sql = body(path.read_text())
     for what, pattern in FORBIDDEN.items():
         assert not re.search(pattern, sql, re.IGNORECASE), f"{path.name} uses {what}"
-    for call in re.findall(r"quantile_cont\s*\(([^()]*)\)", sql):
-        assert re.fullmatch(r"\s*\w+\s*,\s*\[[0-9., ]+\]\s*", call), call
 
 
-# values.sql (issue 16) landed beside the template with quantile_cont of four columns; it is
-# exact, but its percentiles may differ from the template's in the last bit: to be moved over.
-NOT_YET_ON_THE_TEMPLATE = {
-    "values": "values.sql still uses quantile_cont (issue 16, landed beside)"
-}
-
-
-@pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SQL_FILES + DIFF_FILES + HTML_FILES, ids=lambda p: p.stem)
 def test_percentiles_only_through_the_shared_template(path: Path) -> None:
     """One definition (queries/lib/percentiles.sql): exact, bounded memory, same on Spark."""
-    if path.stem in NOT_YET_ON_THE_TEMPLATE:
-        pytest.skip(NOT_YET_ON_THE_TEMPLATE[path.stem])
     sql = body(path.read_text())
     assert not re.search(r"(?<!\{)\b(quantile\w*|percentile\w*|median)\s*\(", sql, re.IGNORECASE)
     if "{percentile(" in sql:
@@ -128,7 +118,8 @@ def test_percentiles_only_through_the_shared_template(path: Path) -> None:
 
 def test_templates_are_documented_and_used() -> None:
     templates = load_templates()
-    used = {m for p in SQL_FILES + DIFF_FILES for m in re.findall(r"\{(\w+)\(", p.read_text())}
+    every = SQL_FILES + DIFF_FILES + HTML_FILES
+    used = {m for p in every for m in re.findall(r"\{(\w+)\(", p.read_text())}
     assert used <= set(templates), used - set(templates)
     for path in sorted((QUERY_DIR / "lib").glob("*.sql")):
         header = path.read_text().split("-- define:", 1)[0]

@@ -41,14 +41,13 @@ def rows_of(result) -> list[tuple]:  # type: ignore[no-untyped-def]
     return [tuple(r) for r in result.rows]
 
 
-# values (issue 16) still takes quantile_cont, which Spark's percentile rounds differently in
-# the last bit; it moves to the shared template next (tests/unit/test_queries_lint.py).
-CASES = [(name, None) for name in sorted(load_reports()) if name != "values"] + [
+CASES = [(name, None) for name in sorted(load_reports())] + [
     ("latency", ["host", "callsite"]),
     ("latency", ["stack"]),
     ("callsites", ["comm", "stack"]),
     ("errors", ["host", "errno"]),
     ("processes", ["tid", "comm"]),
+    ("values", ["peer", "state"]),
 ]
 
 
