@@ -153,7 +153,13 @@ def _problems(rec: Recording) -> list[Result]:
         rows = [(str(s.path), s.problem) for s in rec.skipped]
         sections.append(Result(["path", "problem"], rows, "skipped files"))
     if rec.ignored:
-        rows = [(str(p), "matched by the pattern, but not a recording file") for p in rec.ignored]
+        rows = [
+            (
+                str(p),
+                f"matched by the pattern, but {'holds no' if p.is_dir() else 'not a'} recording",
+            )
+            for p in rec.ignored
+        ]
         sections.append(Result(["path", "problem"], rows, "ignored files"))
     if rec.retention:
         sections.append(_retention(rec))

@@ -67,7 +67,7 @@ class Recording:
     files: tuple[RecordingFile, ...]
     partial: tuple[FilePath, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
-    ignored: tuple[Path, ...] = ()  # files a glob matched that are not Parquet (README.md)
+    ignored: tuple[Path, ...] = ()  # what a glob matched that is no recording (README.md, a dir)
     ledgers: tuple[LedgerFile, ...] = ()
     retention: tuple[tuple[Path, Removed], ...] = ()  # what retention removed, per directory
 
@@ -165,11 +165,18 @@ class Recording:
                 f"ignored {_count(len(self.partial), 'partial file')} (still being written, "
                 f"or the recorder was killed): {_names(self.partial)}"
             )
-        if self.ignored:
+        files = [p for p in self.ignored if not p.is_dir()]
+        if files:
             lines.append(
-                f"ignored {_count(len(self.ignored), 'file')} that the pattern matched but that "
-                f"{'is' if len(self.ignored) == 1 else 'are'} not *{schema.FILE_SUFFIX}: "
-                f"{_names(self.ignored)}"
+                f"ignored {_count(len(files), 'file')} that the pattern matched but that "
+                f"{'is' if len(files) == 1 else 'are'} not *{schema.FILE_SUFFIX}: {_names(files)}"
+            )
+        dirs = [p for p in self.ignored if p.is_dir()]
+        if dirs:
+            lines.append(
+                f"ignored {len(dirs)} {'directory' if len(dirs) == 1 else 'directories'} that the "
+                f"pattern matched but that {'holds' if len(dirs) == 1 else 'hold'} no recording: "
+                f"{_names(dirs)}"
             )
         if self.skipped:
             shown = "; ".join(f"{s.path}: {s.problem}" for s in self.skipped[:3])
@@ -285,7 +292,9 @@ def find_files(
             continue
         matched = glob.has_magic(str(spec)) and not Path(spec).exists()
         for path in _expand(str(spec)):
-            if path.is_dir():
+            if path.is_dir() and matched and not _holds_recording(path):
+                ignored[path] = None  # a glob over directories: say so, read the others
+            elif path.is_dir():
                 files, part, led = _scan_dir(path)
                 found.update(dict.fromkeys(files))
                 partial.update(dict.fromkeys(part))
@@ -328,6 +337,12 @@ def _scan_prefix(prefix: ObjectPath) -> tuple[list[FilePath], list[FilePath]]:
     if not files:
         raise UserError(f"{prefix}: no recording files (*{schema.FILE_SUFFIX}) under this prefix")
     return files, partial
+
+
+def _holds_recording(directory: Path) -> bool:
+    """Whether a directory holds anything of a recording: files, partial files or ledgers."""
+    suffixes = (schema.FILE_SUFFIX, schema.PARTIAL_SUFFIX, LEDGER_SUFFIX)
+    return any(p.name.endswith(suffixes) for p in directory.rglob("*"))
 
 
 def _scan_dir(directory: Path) -> tuple[list[FilePath], list[FilePath], list[Path]]:

@@ -86,6 +86,21 @@ def test_a_glob_skips_what_is_not_a_recording(
     assert "README.md" in refused(capsys, "report", tmp_path / "rec" / "README.md")  # named
 
 
+def test_a_glob_over_directories_skips_one_without_a_recording(
+    rec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`'sample_traces/*/'` also matches sample_traces/stripped-debug (debug files only)."""
+    shutil.copytree(rec, tmp_path / "rec")
+    (tmp_path / "debug").mkdir()
+    (tmp_path / "debug" / "x.debug").write_bytes(b"\x7fELF")
+    code, out, err = run(capsys, "report", f"{tmp_path}/*/", "summary", "-f", "json")
+    assert code == 0 and json.loads(out)[0]["events"] == 2000
+    (line,) = err.splitlines()
+    assert "ignored 1 directory that the pattern matched but that holds no recording" in line
+    assert "debug" in line
+    assert "no recording files" in refused(capsys, "report", tmp_path / "debug")  # named
+
+
 def test_damaged_data_names_the_file(
     rec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
