@@ -96,7 +96,8 @@ LIMIT 20
 def time_plain(directory: Path) -> float:
     """The peer: the latency report in plain DuckDB SQL (quantile_cont), rows fetched."""
     started = time.perf_counter()
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     rows = con.execute(PLAIN_SQL.format(glob=directory / "*.parquet")).fetchall()
     elapsed = time.perf_counter() - started
     assert rows
