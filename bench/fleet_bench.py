@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,22 +121,29 @@ def commands(root: Path, engine: str) -> dict[str, list[str]]:
     return cmds
 
 
+class Failed(Exception):
+    """A command that exited with an error: its status and the last line it wrote."""
+
+
 def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "sockopt_trace", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **env},
-        text=True,
-    )
-    assert child.stdout is not None
-    out = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):  # diff exits 1 when it finds a significant change
-        raise SystemExit(f"{' '.join(argv)} failed with status {code}")
+    with tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "sockopt_trace", *argv],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env={**os.environ, **env},
+            text=True,
+        )
+        assert child.stdout is not None
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 1):  # diff exits 1 when it finds a significant change
+            err.seek(0)
+            last = (err.read().strip().splitlines() or [""])[-1]
+            raise Failed(f"status {code}: {last}")
     return elapsed, usage.ru_maxrss * 1024, out
 
 
@@ -155,10 +163,17 @@ def main() -> None:
         answers: dict[str, set[str]] = {}
         times: dict[tuple[str, str], list[float]] = {k: [] for k in plan}
         peaks = dict.fromkeys(plan, 0)
+        failed: dict[tuple[str, str], str] = {}
         load_before = os.getloadavg()[0]
         for _ in range(args.repeats):
             for key, argv in plan.items():
-                seconds, peak, out = run(argv, s3_env if key[0] == "duckdb-s3" else {})
+                if key in failed:
+                    continue
+                try:
+                    seconds, peak, out = run(argv, s3_env if key[0] == "duckdb-s3" else {})
+                except Failed as err:  # said in the table, not timed again
+                    failed[key] = str(err)
+                    continue
                 times[key].append(seconds)
                 peaks[key] = max(peaks[key], peak)
                 answers.setdefault(key[1], set()).add(out)
@@ -173,6 +188,9 @@ def main() -> None:
     print("| engine | command | median s | min s | max s | peak RSS |")
     print("|---|---|---:|---:|---:|---:|")
     for (engine, name), t in times.items():
+        if (engine, name) in failed:
+            print(f"| {engine} | {name} | failed ({failed[(engine, name)]}) | | | |")
+            continue
         print(
             f"| {engine} | {name} | {statistics.median(t):.1f} | {min(t):.1f} | {max(t):.1f} | "
             f"{peaks[(engine, name)] / 2**20:,.0f} MiB |"
