@@ -200,10 +200,12 @@ _SPARK_TYPES = {"int32": "int", "int64": "bigint", "string": "string"}
 
 
 def _uri(f: RecordingFile) -> str:
-    """Spark's name for a file: file:///..., and s3a:// for S3 (Hadoop's S3 filesystem)."""
+    """Spark's name for a file: file:///..., and s3a:// for S3 (Hadoop's S3 filesystem).
+    Not `Path.as_uri()`: it escapes `=` as %3D, and Hadoop takes the string unescaped, so a
+    Hive-style directory (host=NAME/) would not be found."""
     if isinstance(f.path, ObjectPath):
         return str(f.path).replace("s3://", "s3a://", 1)
-    return f.path.resolve().as_uri()
+    return "file://" + str(f.path.resolve())
 
 
 def _spark_error(err: Exception) -> str:

@@ -23,10 +23,11 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_traces"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three hosts; one samples full stacks 1 in 3 (weights), one has no call sites."""
+    """Three hosts; one samples full stacks 1 in 3 (weights), one has no call sites, one is
+    in a Hive-style directory (`=` in the path, as `record --layout fleet` writes it)."""
     root = tmp_path_factory.mktemp("fleet")
     write_recording(root / "a", 6_000, files=2, seed=11, stacks="full", stack_sample_period=3)
-    write_recording(root / "b", 4_000, seed=12, host="host-b")
+    write_recording(root / "host=host-b", 4_000, seed=12, host="host-b")
     write_recording(root / "c", 500, seed=13, host="host-c", stacks="off")
     return root
 
