@@ -10,6 +10,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder import environment
@@ -44,64 +45,56 @@ def _read(path: str) -> str:
 
 
 def run_checks() -> list[Check]:
+    """Every check, in the order a user fixes them: the kernel and host, then the tools that
+    build the program, then each probe mode loaded for real (root only)."""
     missing = missing_features()
-    checks = [
-        Check(
-            "kernel",
-            not missing,
-            platform.release() + (f" lacks {'; '.join(missing)}" if missing else ""),
-            f"Linux {OLDEST_KERNEL} or later" if missing else "",
-        )
-    ]
     root = os.geteuid() == 0
-    checks.append(
-        Check(
-            "privileges",
-            root,
-            "root" if root else f"uid {os.geteuid()}",
-            "" if root else "run as root: sudo sockopt-trace record ...",
-        )
-    )
+    checks = [_kernel(missing), _privileges(root), *_host()]
+    bcc = _toolchain(checks)
+    if bcc is None or not root:
+        return checks
+    checks.append(_mapping_records())
+    if missing or not all(c.ok for c in checks if c.name in ("kernel headers", "tracefs")):
+        return checks
+    checks += [_probe(bcc, mode) for mode in MODES]
+    checks.append(_skipped_runs(checks))
+    return checks
+
+
+def _kernel(missing: list[str]) -> Check:
+    lacks = f" lacks {'; '.join(missing)}" if missing else ""
+    need = f"Linux {OLDEST_KERNEL} or later" if missing else ""
+    return Check("kernel", not missing, platform.release() + lacks, need)
+
+
+def _privileges(root: bool) -> Check:
+    fix = "" if root else "run as root: sudo sockopt-trace record ..."
+    return Check("privileges", root, "root" if root else f"uid {os.geteuid()}", fix)
+
+
+def _host() -> list[Check]:
+    """Lockdown, BTF, the JIT and tracefs (mounted here if it is not)."""
+    checks = []
     lockdown = _read("/sys/kernel/security/lockdown")
     if lockdown:
         mode = lockdown.split("[")[-1].split("]")[0] if "[" in lockdown else lockdown
-        checks.append(
-            Check(
-                "lockdown",
-                mode != "confidentiality",
-                mode,
-                ""
-                if mode != "confidentiality"
-                else "lockdown=confidentiality forbids reading kernel memory",
-            )
-        )
+        ok = mode != "confidentiality"
+        fix = "" if ok else "lockdown=confidentiality forbids reading kernel memory"
+        checks.append(Check("lockdown", ok, mode, fix))
     btf = Path("/sys/kernel/btf/vmlinux").exists()
-    checks.append(
-        Check(
-            "BTF",
-            btf,
-            "/sys/kernel/btf/vmlinux" if btf else "missing",
-            "" if btf else "a kernel built with CONFIG_DEBUG_INFO_BTF=y",
-        )
-    )
+    fix = "" if btf else "a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    checks.append(Check("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "missing", fix))
     jit = _read("/proc/sys/net/core/bpf_jit_enable")
-    checks.append(
-        Check(
-            "BPF JIT",
-            jit != "0",
-            f"bpf_jit_enable={jit or '?'}",
-            "" if jit != "0" else "sysctl net.core.bpf_jit_enable=1",
-        )
-    )
+    fix = "" if jit != "0" else "sysctl net.core.bpf_jit_enable=1"
+    checks.append(Check("BPF JIT", jit != "0", f"bpf_jit_enable={jit or '?'}", fix))
     problem = environment.mount_tracefs()
-    checks.append(
-        Check(
-            "tracefs",
-            problem is None,
-            str(environment.tracefs_dir()) if problem is None else "not mounted",
-            problem or "",
-        )
-    )
+    where = str(environment.tracefs_dir()) if problem is None else "not mounted"
+    checks.append(Check("tracefs", problem is None, where, problem or ""))
+    return checks
+
+
+def _toolchain(checks: list[Check]) -> Any:
+    """Kernel headers (BCC_KERNEL_SOURCE set for the loads below) and bcc; bcc or None."""
     try:
         source, how = environment.find_kernel_headers()
         if source:
@@ -111,27 +104,23 @@ def run_checks() -> list[Check]:
         checks.append(Check("kernel headers", False, "none usable", str(err)))
     try:
         bcc = environment.import_bcc()
-        checks.append(Check("bcc", True, str(Path(bcc.__file__ or "?").parent)))
     except UserError as err:
         checks.append(Check("bcc", False, "not importable", str(err)))
-        return checks
-    if not root:
-        return checks
-    checks.append(_mapping_records())
-    if not all(c.ok for c in checks if c.name in ("kernel headers", "tracefs")):
-        return checks
-    if missing:
-        return checks
-    for mode in MODES:
-        try:
-            bpf = load_mode(bcc, mode, ProbeConfig(mode=mode, ringbuf_bytes=1 << 16))
-            bpf.cleanup()
-            where = attach_point(mode) or TRACEPOINTS
-            checks.append(Check(f"probe {mode}", True, f"loads and attaches at {where}"))
-        except AttachError as err:
-            checks.append(Check(f"probe {mode}", False, str(err), _mode_fix(mode)))
-    checks.append(_skipped_runs(checks))
-    return checks
+        return None
+    checks.append(Check("bcc", True, str(Path(bcc.__file__ or "?").parent)))
+    return bcc
+
+
+def _probe(bcc: Any, mode: str) -> Check:
+    """The program compiled, loaded and attached in one mode, then removed."""
+    try:
+        bpf = load_mode(bcc, mode, ProbeConfig(mode=mode, ringbuf_bytes=1 << 16))
+        bpf.cleanup()
+    except AttachError as err:
+        return Check(f"probe {mode}", False, str(err), _mode_fix(mode))
+    return Check(
+        f"probe {mode}", True, f"loads and attaches at {attach_point(mode) or TRACEPOINTS}"
+    )
 
 
 def _mapping_records() -> Check:
