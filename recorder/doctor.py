@@ -49,7 +49,7 @@ def run_checks() -> list[Check]:
     build the program, then each probe mode loaded for real (root only)."""
     missing = missing_features()
     root = os.geteuid() == 0
-    checks = [_kernel(missing), _privileges(root), *_host()]
+    checks = [_kernel(missing), _privileges(root), *_host(root)]
     bcc = _toolchain(checks)
     if bcc is None or not root:
         return checks
@@ -72,7 +72,7 @@ def _privileges(root: bool) -> Check:
     return Check("privileges", root, "root" if root else f"uid {os.geteuid()}", fix)
 
 
-def _host() -> list[Check]:
+def _host(root: bool) -> list[Check]:
     """Lockdown, BTF, the JIT and tracefs (mounted here if it is not)."""
     checks = []
     lockdown = _read("/sys/kernel/security/lockdown")
@@ -89,6 +89,7 @@ def _host() -> list[Check]:
     checks.append(Check("BPF JIT", jit != "0", f"bpf_jit_enable={jit or '?'}", fix))
     problem = environment.mount_tracefs()
     where = str(environment.tracefs_dir()) if problem is None else "not mounted"
+    where = where if root else "not looked at (root only)"
     checks.append(Check("tracefs", problem is None, where, problem or ""))
     return checks
 

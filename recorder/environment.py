@@ -74,17 +74,25 @@ def import_bcc() -> ModuleType:
     )
 
 
+def _is_dir(path: Path) -> bool:
+    """is_dir that answers False where a non-root user may not look (tracefs is 0700)."""
+    try:
+        return path.is_dir()
+    except PermissionError:
+        return False
+
+
 def tracefs_dir() -> Path:
     debugfs = Path("/sys/kernel/debug/tracing")
-    return debugfs if (debugfs / "events").is_dir() else TRACEFS
+    return debugfs if _is_dir(debugfs / "events") else TRACEFS
 
 
 def mount_tracefs() -> str | None:
     """Mount tracefs at /sys/kernel/tracing if it is not there; return a problem or None."""
-    if (TRACEFS / "events").is_dir() or Path("/sys/kernel/debug/tracing/events").is_dir():
-        return None
     if os.geteuid() != 0:
-        return "tracefs is not mounted (needs root): mount -t tracefs nodev /sys/kernel/tracing"
+        return "tracefs needs root: run as root (sudo sockopt-trace ...)"
+    if _is_dir(TRACEFS / "events") or _is_dir(Path("/sys/kernel/debug/tracing/events")):
+        return None
     if libc().mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None) != 0:
         err = os.strerror(ctypes.get_errno())
         return f"cannot mount tracefs ({err}): mount -t tracefs nodev /sys/kernel/tracing"

@@ -152,3 +152,33 @@ def test_doctor_reports_every_check_and_the_working_mode() -> None:
         )
     if set(support.probe_modes()) == set(support.MODES):
         assert "recording: works, with probe fentry (auto)" in result.stdout
+
+
+def test_doctor_as_an_ordinary_user_says_what_needs_root() -> None:
+    """tracefs is 0700: a user who may not look gets failed checks with their fixes, not an
+    internal error. Run in a forked child that drops to nobody (the modules are imported first,
+    so the checkout's permissions do not matter)."""
+    from sockopt_trace.recorder.doctor import can_record, run_checks
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            checks = run_checks()
+            lines = [f"{'ok' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks]
+            lines += [f"can record: {can_record(checks)}"]
+            os.write(write, "\n".join(lines).encode())
+        except BaseException as err:  # reported to the parent
+            os.write(write, f"raised {type(err).__name__}: {err}".encode())
+            code = 1
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        out = f.read()
+    assert os.waitpid(pid, 0)[1] == 0, out
+    assert "FAIL privileges: uid 65534" in out and "FAIL tracefs" in out, out
+    assert "can record: False" in out, out
