@@ -37,6 +37,10 @@ from sockopt_trace.recorder.sidecar import Sidecar
 
 DAY_NS = 86_400 * 10**9
 SETTLE_NS = 20_000_000
+# A new file re-reads the clock mapping but keeps the old one unless the wall clock stepped by
+# more than this: re-read offsets jitter by some ns, and a file's rows converted with an offset
+# a few ns smaller than the one its start was computed with would fall before its start.
+CLOCK_STEP_NS = 1_000_000
 LEDGER_EVERY_S = 1.0
 # The format's schema with string columns as Arrow dictionaries, which the decoder builds anyway;
 # the Parquet file is the same (plain strings, no Arrow schema stored).
@@ -129,6 +133,7 @@ class RecordingWriter:
         self._writer: pq.ParquetWriter | None = None
         self._file_rows = 0
         self._partial_path = config.directory
+        self._clock: schema.Clock | None = None  # the rows' clock mapping (wall = mono + offset)
         self._clock_offset = 0
         self._span_start_mono = time.monotonic_ns()
         self._span_start_wall: int | None = None  # set by the first seal: files are contiguous
@@ -352,8 +357,9 @@ class RecordingWriter:
     def _open_file(self) -> None:
         self.sequence += 1
         name = schema.FileName(self.prefix, self.sequence)
-        self._clock = clock_mapping()
-        self._clock_offset = self._clock.offset_ns
+        clock = clock_mapping()
+        if self._clock is None or abs(clock.offset_ns - self._clock_offset) > CLOCK_STEP_NS:
+            self._clock, self._clock_offset = clock, clock.offset_ns
         directory = self.config.directory
         try:
             if self.config.layout == "fleet":
@@ -383,7 +389,7 @@ class RecordingWriter:
         return first + self._clock_offset
 
     def _seal(self, end_mono: int) -> None:
-        assert self._writer is not None
+        assert self._writer is not None and self._clock is not None
         counts = self.tally()
         lost = {k: v - self._base.lost.get(k, 0) for k, v in counts.lost.items()}
         start_ns = self._file_start_wall()

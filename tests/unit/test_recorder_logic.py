@@ -137,6 +137,33 @@ def test_writer_rotates_seals_and_describes_each_file(tmp_path: Path) -> None:
     assert set(pq.read_table(files[0])["comm"].to_pylist()) == {"worker"}
 
 
+def test_file_spans_hold_their_rows_whatever_the_clock_reads_jitter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new file reads the clock mapping again; reads jitter by some ns (seen in CI: a row
+    17 ns before its file's start). Rows and spans must use one mapping, so that every file
+    still holds exactly the calls of its span; a real step of the wall clock is taken up."""
+    from sockopt_trace.recorder import writer
+
+    offsets = iter([10**18, 10**18 - 60] + [10**18 + 5 * 10**9] * 99)
+    monkeypatch.setattr(
+        writer, "clock_mapping", lambda: schema.Clock(monotonic_ns=0, realtime_ns=next(offsets))
+    )
+    w = _writer(tmp_path, rotate_bytes=4096, row_group_rows=4096)
+    for i in range(10):
+        w.add(_events(3000, start=1_000 + i * 3000 * 500))
+        w.tick()
+    w.close(10 * 3000 * 500 + 10_000)
+    files = sorted(tmp_path.glob("*.parquet"))
+    metas = [schema.read_file_metadata(str(f)) for f in files]
+    assert len(files) >= 3
+    for f, m in zip(files[:2], metas[:2], strict=True):  # jitter: one mapping, exact spans
+        exits = pc.add(pq.read_table(f)["ts_ns"], pq.read_table(f)["latency_ns"]).to_pylist()
+        assert m.start_ns <= min(exits) and max(exits) < m.end_ns
+        assert m.clock.offset_ns == 10**18
+    assert metas[-1].clock.offset_ns == 10**18 + 5 * 10**9  # a step of 5 s is taken up
+
+
 def test_writer_sorts_rows_by_time(tmp_path: Path) -> None:
     w = _writer(tmp_path)
     ev = _events(1000)
