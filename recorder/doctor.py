@@ -88,8 +88,13 @@ def _host(root: bool) -> list[Check]:
     fix = "" if jit != "0" else "sysctl net.core.bpf_jit_enable=1"
     checks.append(Check("BPF JIT", jit != "0", f"bpf_jit_enable={jit or '?'}", fix))
     problem = environment.mount_tracefs()
-    where = str(environment.tracefs_dir()) if problem is None else "not mounted"
-    where = where if root else "not looked at (root only)"
+    where = (
+        "not looked at (root only)"
+        if not root
+        else str(environment.tracefs_dir())
+        if problem is None
+        else "not mounted"
+    )
     checks.append(Check("tracefs", problem is None, where, problem or ""))
     return checks
 

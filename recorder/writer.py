@@ -134,7 +134,6 @@ class RecordingWriter:
         self._file_rows = 0
         self._partial_path = config.directory
         self._clock: schema.Clock | None = None  # the rows' clock mapping (wall = mono + offset)
-        self._clock_offset = 0
         self._span_start_mono = time.monotonic_ns()
         self._span_start_wall: int | None = None  # set by the first seal: files are contiguous
         self._seen_exit = 0  # latest completion added (CLOCK_MONOTONIC)
@@ -287,6 +286,11 @@ class RecordingWriter:
         return self._pending_rows
 
     # -- rows -------------------------------------------------------------------------------
+    @property
+    def _clock_offset(self) -> int:
+        """wall = mono + this, for rows and spans alike (0 before the first file)."""
+        return self._clock.offset_ns if self._clock is not None else 0
+
     def _watermark(self) -> int:
         """Every call completed before this time (CLOCK_MONOTONIC) has been added."""
         settled = max(self._seen_exit, self._caught_up) - SETTLE_NS
@@ -359,7 +363,7 @@ class RecordingWriter:
         name = schema.FileName(self.prefix, self.sequence)
         clock = clock_mapping()
         if self._clock is None or abs(clock.offset_ns - self._clock_offset) > CLOCK_STEP_NS:
-            self._clock, self._clock_offset = clock, clock.offset_ns
+            self._clock = clock
         directory = self.config.directory
         try:
             if self.config.layout == "fleet":
