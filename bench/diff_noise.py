@@ -42,6 +42,7 @@ from sockopt_trace.analyzer.diff import (  # noqa: E402
 from sockopt_trace.analyzer.diff.model import SCALED  # noqa: E402
 
 ROUNDS, THREADS = 1500, 3
+LATENCY_GATE = "p50:+30%,p90:+30%"  # the gate tests/kernel/test_diff_noise.py puts on it
 
 
 def record(out: Path, runs: int, *changes: str) -> list[Path]:
@@ -70,8 +71,14 @@ def found(result: DiffResult) -> dict[str, bool]:
     """Which of the three real changes the diff flagged."""
     by_option = {g.key[-1]: g for g in result.groups}
     slow, rate, extra = (by_option.get(o) for o in ("SO_PEERGROUPS", "SO_RCVBUF", "SO_SNDBUF"))
+    latency = set(slow.significant) & {"p50", "p90", "p99"} if slow else set()
+    gate = regressions(result, parse_fail_on(LATENCY_GATE))
     return {
-        "2x latency (SO_PEERGROUPS p50)": bool(slow and "p50" in slow.significant),
+        "2x latency (SO_PEERGROUPS p50)": "p50" in latency,
+        "2x latency, any percentile": bool(latency),
+        f"2x latency, --fail-on {LATENCY_GATE} trips on it": any(
+            t.group is slow for t in gate
+        ),
         "2x rate (SO_RCVBUF)": bool(rate and "rate" in rate.significant),
         "extra call site (SO_SNDBUF, new)": bool(extra and extra.significant),
     }
@@ -197,10 +204,11 @@ def main() -> None:
             splits(same, k, args.trials, rng)
     print("\n## Power: base runs against changed runs\n")
     print(
-        "| runs a side | 2x latency (SO_PEERGROUPS p50) | 2x rate (SO_RCVBUF) | "
+        "| runs a side | 2x latency (SO_PEERGROUPS p50) | any percentile | "
+        f"--fail-on {LATENCY_GATE} | 2x rate (SO_RCVBUF) | "
         "extra call site (SO_SNDBUF, new) | anything else flagged |"
     )
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for k in (1, 2, 3):
         trials = min(args.trials, math.comb(len(same), k) * math.comb(len(changed), k))
         power(same, changed, k, trials, rng)
