@@ -56,6 +56,16 @@ class SparkCursor:
     def fetchall(self) -> list[tuple[Any, ...]]:
         return list(self._rows)
 
+    def fetchnumpy(self) -> dict[str, Any]:
+        """Columns as numpy arrays, as DuckDB's `fetchnumpy` gives them (NULLs as None)."""
+        import numpy as np
+
+        rows = self.fetchall()
+        return {
+            name: np.array([r[i] for r in rows], dtype=object)
+            for i, (name, _) in enumerate(self.description)
+        }
+
 
 @dataclass
 class SparkConnection:
@@ -64,6 +74,15 @@ class SparkConnection:
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> SparkCursor:
         """Run DuckDB-dialect SQL on Spark; a Spark error is a one-line UserError."""
         return SparkCursor(self.sql(to_spark(sql, user=True), params))
+
+    def union_view(self, name: str, views: Sequence[str]) -> None:
+        """`name` as the rows of `views` matched by column name (DuckDB's UNION ALL BY NAME)."""
+        frames = [self.spark.table(v) for v in views]
+        union = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+        union.createOrReplaceTempView(name)
+
+    def close(self) -> None:
+        """Nothing to close: the session serves the whole process (a JVM start costs seconds)."""
 
     def sql(self, spark_sql: str, params: Mapping[str, Any] | None = None) -> Any:
         from pyspark.errors import PySparkException

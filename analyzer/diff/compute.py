@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -55,6 +55,12 @@ from sockopt_trace.analyzer.views import ViewNames
 from sockopt_trace.errors import UserError
 from sockopt_trace.schema import RecordingMetadata
 
+if TYPE_CHECKING:
+    from sockopt_trace.analyzer.spark import SparkConnection
+
+    # the connection diff runs on: DuckDB's, or Spark's (--engine spark)
+    Con = duckdb.DuckDBPyConnection | SparkConnection
+
 # the columns of groups.sql that add up over a side's recordings
 SUMMED = (
     "calls",
@@ -84,6 +90,8 @@ def diff(
     skip_bad: bool = False,
     allow_external: bool = False,
     replicates: bool | None = None,
+    engine: str = "duckdb",
+    master: str | None = None,
 ) -> DiffResult:
     """Compare the recordings `new` with the recordings `base` (each: files, directories or
     globs; a side's recordings are told apart by their recording ids).
@@ -91,7 +99,9 @@ def diff(
     `by`: dimensions of the report allow-list (default comm, level, optname); `filters` as for
     reports, applied to both (offsets from each recording's start). `replicates`: None judges
     against the variation between recordings when there are 3 or more in all; False reads each
-    side as one recording; True requires replicates. Raises UserError on bad input.
+    side as one recording; True requires replicates. `engine`: "duckdb", or "spark" on
+    `master` (`spark.session`): the same queries and answers; call sites there as recorded, as
+    `report --engine spark` shows them. Raises UserError on bad input.
     """
     if not 0 < alpha < 1:
         raise UserError(f"bad --alpha {alpha:g}: between 0 and 1, e.g. 0.01")
@@ -116,13 +126,20 @@ def diff(
             sources += [Source(r, filters, ViewNames(f"{name}{i}_")) for i, r in enumerate(parts)]
         else:
             sources.append(Source(rec, filters, ViewNames(f"{name}_")))
-    symbols, notes = prepare_symbols(recordings)  # call sites named as `report` names them
-    loaded = connect(
-        sources,
-        skip_bad=skip_bad,
-        allow_external=allow_external,
-        setup=[symbolviews.setup(symbols)],
-    )
+    loaded: Sequence[Loaded[Any]]
+    if engine == "spark":
+        from sockopt_trace.analyzer import spark
+
+        notes: list[str] = []
+        loaded = spark.connect(sources, master=master)
+    else:
+        symbols, notes = prepare_symbols(recordings)  # call sites named as `report` names them
+        loaded = connect(
+            sources,
+            skip_bad=skip_bad,
+            allow_external=allow_external,
+            setup=[symbolviews.setup(symbols)],
+        )
     con = loaded[0].con
     try:
         base_side, new_side = (
@@ -155,20 +172,22 @@ def _only(rec: Recording, recording_id: str) -> Recording:
 
 
 def _side(
-    con: duckdb.DuckDBPyConnection,
+    con: Con,
     name: str,
     specs: Sequence[str | Path],
     opened: Recording,
-    loaded: list[Loaded],
+    loaded: list[Loaded[Any]],
 ) -> Side:
     """The side as registered: its recordings and their spans (`span.recording_spans`, within
     --since/--until); with one source per recording, the side's views are their union."""
     if len(loaded) > 1 or loaded[0].names.prefix != f"{name}_":
         for view in ("events", "recordings"):
-            union = "\nUNION ALL BY NAME\n".join(
-                f"SELECT * FROM {getattr(x.names, view)}" for x in loaded
-            )
-            con.execute(f"CREATE OR REPLACE VIEW {name}_{view} AS {union}")
+            parts = [getattr(x.names, view) for x in loaded]
+            if isinstance(con, duckdb.DuckDBPyConnection):
+                union = "\nUNION ALL BY NAME\n".join(f"SELECT * FROM {p}" for p in parts)
+                con.execute(f"CREATE OR REPLACE VIEW {name}_{view} AS {union}")
+            else:
+                con.union_view(f"{name}_{view}", parts)
     files = tuple(f for x in loaded for f in x.recording.files)
     replicates = []
     for x in loaded:
@@ -200,7 +219,7 @@ def _has_callsites(*recordings: Recording) -> bool:
 
 
 def _fetch_groups(
-    con: duckdb.DuckDBPyConnection, dims: Sequence[str], replicated: bool, *, percentiles: bool
+    con: Con, dims: Sequence[str], replicated: bool, *, percentiles: bool
 ) -> list[Group]:
     """The groups by `dims` (groups.sql): each side's totals, or each recording's (replicates);
     and, for a single pair's percentile tests, the latency bins."""
@@ -238,13 +257,13 @@ def _totals(parts: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> dict[st
 
 
 def _latency_bins(
-    con: duckdb.DuckDBPyConnection, report: Report, dims: Sequence[str], min_calls: int
+    con: Con, report: Report, dims: Sequence[str], min_calls: int
 ) -> dict[tuple[Any, ...], Bins]:
     """Each group's latency bins on each side, from queries/diff/latency.sql. Its rows come
     sorted by group, side and bin, and may be millions (--by tid,fd): they are cut into groups
     with numpy rather than read one by one."""
     sql, values = prepare(report, by=list(dims), params={"min_calls": min_calls})
-    columns = execute(con, sql, values).fetchnumpy()
+    columns = _run(con, sql, values).fetchnumpy()
     n = len(columns["bin"])
     labels = [np.ma.filled(np.ma.asarray(columns[d]).astype(object), None) for d in dims]
     starts = np.zeros(n, dtype=bool)
@@ -267,11 +286,18 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _run(con: Con, sql: str, values: dict[str, Any]) -> Any:
+    """A cursor over the rows of `sql` on either engine; an error is a one-line UserError."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return execute(con, sql, values)
+    return con.execute(sql, values)
+
+
 def _fetch(
-    con: duckdb.DuckDBPyConnection, report: Report, dims: Sequence[str], params: dict[str, Any]
+    con: Con, report: Report, dims: Sequence[str], params: dict[str, Any]
 ) -> list[dict[str, Any]]:
     sql, values = prepare(report, by=list(dims), params=params)
-    cursor = execute(con, sql, values)
+    cursor = _run(con, sql, values)
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, values_, strict=True)) for values_ in cursor.fetchall()]
 

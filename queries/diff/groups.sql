@@ -7,8 +7,9 @@
 -- Reads two sides registered on one connection: base_events (side 0) and new_events (side 1),
 -- and their recordings tables (each recording's span, analyzer/span.py), so that each
 -- recording's slots count from its own start. rate: calls per second, each recording's calls
--- over its own span, added up (weight / recording_span_s); time_rate: ns in getsockopt per
--- second, likewise. recording_id is empty with per_recording 0. One GROUP BY over the calls
+-- (an exact sum of weights, `runs`) over its own span, added up; time_rate: ns in getsockopt
+-- per second, likewise (no sum of per-call fractions, whose last digit would depend on the
+-- order an engine adds them in). recording_id is empty with per_recording 0. One GROUP BY over the calls
 -- and, in the same pass, one row per (group, side, recording, slot), so that each group's
 -- exact quantiles and its per-slot counts come out of a single aggregation without a join on
 -- the group keys (which would drop groups whose keys are NULL, e.g. a missing call site).
@@ -36,12 +37,18 @@ spans AS (
 calls AS (
     SELECT {keys}, c.side, c.recording_id AS run,
         CASE WHEN $per_recording = 1 THEN c.recording_id ELSE '' END AS recording_id,
-        weight, latency_ns, weight / recording_span_s AS per_s,
+        weight, latency_ns, recording_span_s,
         CASE WHEN ret < 0 THEN weight ELSE 0 END AS error,
         floor((ts_ns - s.start_ns) / s.slot_ns) AS slot
     FROM sides AS c
     JOIN spans AS s ON c.side = s.side AND c.recording_id = s.recording_id
     WHERE weight IS NOT NULL
+),
+runs AS (
+    SELECT {keys}, side, recording_id, sum(weight) AS calls, sum(error) AS errors,
+        sum(weight * latency_ns) AS total_ns, max(recording_span_s) AS span_s
+    FROM calls
+    GROUP BY {keys}, side, recording_id, run
 ),
 slots AS (
     SELECT {keys}, side, recording_id, sum(weight) AS slot_calls, sum(error) AS slot_errors
@@ -66,25 +73,26 @@ quantiles AS (
     GROUP BY {keys}, side, recording_id
 ),
 both_kinds AS (
-    SELECT {keys}, side, recording_id, weight, per_s, latency_ns, error,
+    SELECT {keys}, side, recording_id, calls, calls / span_s AS per_s, errors, total_ns,
+        total_ns / span_s AS time_per_s,
         CAST(NULL AS BIGINT) AS slot_calls, CAST(NULL AS BIGINT) AS slot_errors,
         CAST(NULL AS DOUBLE) AS p50, CAST(NULL AS DOUBLE) AS p90, CAST(NULL AS DOUBLE) AS p99
-    FROM calls
+    FROM runs
     UNION ALL
-    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, slot_calls, slot_errors,
+    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, NULL, slot_calls, slot_errors,
         NULL, NULL, NULL
     FROM slots
     UNION ALL
-    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, NULL, NULL, p50, p90, p99
+    SELECT {keys}, side, recording_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, p50, p90, p99
     FROM quantiles
 ),
 agg AS (
     SELECT {keys}, side, recording_id,
-        coalesce(sum(weight), 0) AS calls,
+        coalesce(sum(calls), 0) AS calls,
         coalesce(sum(per_s), 0) AS rate,
-        coalesce(sum(error), 0) AS errors,
-        coalesce(sum(weight * latency_ns), 0) AS total_ns,
-        coalesce(sum(per_s * latency_ns), 0) AS time_rate,
+        coalesce(sum(errors), 0) AS errors,
+        coalesce(sum(total_ns), 0) AS total_ns,
+        coalesce(sum(time_per_s), 0) AS time_rate,
         count(slot_calls) AS slots_with_calls,
         coalesce(sum(slot_calls * slot_calls), 0) AS calls_sq,
         coalesce(sum(slot_errors * slot_errors / slot_calls), 0) AS errors_sq_per_call,

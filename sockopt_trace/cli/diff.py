@@ -17,10 +17,13 @@ from sockopt_trace.analyzer.dimensions import DIMENSIONS, parse_by
 from sockopt_trace.cli.analysis import (
     AllowExternal,
     By,
+    Engine,
+    EngineOpt,
     Format,
     FormatOpt,
     Since,
     SkipBad,
+    SparkMaster,
     Until,
     Where,
     emit,
@@ -66,7 +69,8 @@ HELP = (
     "--help` lists every exit code).\n\n"
     "Settings that differ between the recordings (hosts, probe, filters, stacks, lost events) "
     "are reported: in a warnings table for table and markdown, on stderr for csv and json. "
-    "How each change was tested: --explain (json always has it).\n\n"
+    "How each change was tested: --explain (json always has it). --engine spark runs the "
+    "same queries on Apache Spark, with the same answers.\n\n"
     "Examples:\n\n\b\n"
     "  sockopt-trace diff before/ after/\n"
     "  sockopt-trace diff --base run1/ --base run2/ --base run3/ --new run4/ --new run5/\n"
@@ -141,6 +145,8 @@ def diff_command(
     ] = False,
     skip_bad: SkipBad = False,
     allow_external: AllowExternal = False,
+    engine: EngineOpt = Engine.duckdb,
+    spark_master: SparkMaster = None,
 ) -> None:
     from sockopt_trace.analyzer import render_diff
     from sockopt_trace.analyzer.diff import diff, inconclusive, parse_fail_on, regressions
@@ -150,6 +156,8 @@ def diff_command(
     dims = parse_by(by) if by else None
     if top < 0:
         raise UserError(f"bad --top {top}: 0 (all) or more")
+    if spark_master and engine is not Engine.spark:
+        raise UserError("--spark-master goes with --engine spark")
     sides = _sides([x for x in (base, new) if x], more_base or [], more_new or [])
     result = diff(
         sides[0],
@@ -161,6 +169,8 @@ def diff_command(
         skip_bad=skip_bad,
         replicates=False if pool else None,
         allow_external=allow_external,
+        engine=engine.value,
+        master=spark_master,
     )
     for i, side in enumerate((result.base, result.new)):
         if not sum(g.calls[i] for g in result.groups):

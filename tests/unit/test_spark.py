@@ -4,6 +4,7 @@ with sampled stacks; the CLI runs reports and ad hoc SQL there."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from sockopt_trace.analyzer import spark
 from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.reports import load_reports, run_report
-from sockopt_trace.cli import query, report  # noqa: F401 (they register their commands)
+from sockopt_trace.cli import diff, query, report  # noqa: F401 (they register their commands)
 from sockopt_trace.cli.app import app
 from tests.synth import write_recording
 
@@ -95,3 +96,39 @@ def test_sql_without_a_spark_form_is_one_line(session: None, fleet: Path) -> Non
         assert out.exit_code != 0 and words in str(out.exception or out.output)
     out = runner.invoke(app, ["report", str(fleet), "--where", "nosuch > 1", *common])
     assert out.exit_code != 0 and "bad --where" in str(out.exception or out.output)
+
+
+DIFF_CASES = [
+    (["nginx-before"], ["nginx-after"], []),
+    (["steady-before"], ["steady-after"], []),
+    (["steady-before"], ["steady-after"], ["--by", "comm,optname,callsite"]),
+    (["steady-before"], ["steady-after"], ["--pool", "--since", "1s"]),
+]
+
+
+@pytest.mark.parametrize(("base", "new", "extra"), DIFF_CASES)
+def test_diff_equals_duckdbs(
+    session: None, base: list[str], new: list[str], extra: list[str]
+) -> None:
+    """The whole diff (groups, one-sided call sites, tests, warnings) as json, on each engine."""
+    runner = CliRunner()
+    args = ["diff", *(str(SAMPLES / b) for b in base), *(str(SAMPLES / n) for n in new)]
+    args += [*extra, "-f", "json", "--top", "0"]
+    duck_out = runner.invoke(app, args)
+    spark_out = runner.invoke(app, [*args, "--engine", "spark", "--spark-master", MASTER])
+    assert duck_out.exit_code == 0, duck_out.output
+    assert spark_out.exit_code == 0, spark_out.output
+    assert spark_out.stdout == duck_out.stdout and re.search(r'"new_p99_ns": \d', spark_out.stdout)
+
+
+def test_diff_of_replicates_with_a_window_equals_duckdbs(session: None, fleet: Path) -> None:
+    """Replicates cut by --since/--until: each recording registered on its own, the side's
+    views their union (DuckDB's UNION ALL BY NAME, Spark's unionByName)."""
+    runner = CliRunner()
+    sides = ["--base", str(fleet / "a"), "--base", str(fleet / "host=host-b"), "--new"]
+    args = ["diff", *sides, str(fleet / "c"), "--since", "100us", "-f", "json", "--top", "0"]
+    duck_out = runner.invoke(app, args)
+    spark_out = runner.invoke(app, [*args, "--engine", "spark", "--spark-master", MASTER])
+    assert duck_out.exit_code == 0, duck_out.output
+    assert spark_out.exit_code == 0, spark_out.output
+    assert spark_out.stdout == duck_out.stdout and "spread between recordings" in duck_out.stdout
