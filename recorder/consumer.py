@@ -198,6 +198,35 @@ class Consumer(threading.Thread):
             self.out.put(started)
         return total
 
+    def count_unwritten(self, until: float, ended: bool) -> tuple[int, bool]:
+        """For a recording that will write no more: the calls taken from the kernel and not
+        written, those queued and those left in the ring (read until `until`, then counted
+        where they lie). `ended`: the queue's end marker was taken already; returned updated."""
+        n = 0
+        while not ended:
+            try:
+                batch = self.out.get(timeout=max(0.0, min(0.05, until - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= until:
+                    break
+                continue
+            if batch is None:
+                ended = True
+            elif not isinstance(batch, int):
+                self.taken(len(batch))
+                n += len(batch)
+        if not ended:
+            self.abort_event.set()
+            self.join(timeout=1.0)
+            while True:
+                try:
+                    batch = self.out.get_nowait()
+                except queue.Empty:
+                    break
+                n += len(batch) if batch is not None and not isinstance(batch, int) else 0
+            n += self.reader.pending_bytes() // self.reader.record_size
+        return n, ended
+
     def _wait_for_room(self) -> int:
         """Events the queue can take now, waiting (and taking in mapping records) while it is
         full."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sockopt_trace import __version__, schema
+from sockopt_trace import __version__
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder import environment
 from sockopt_trace.recorder.allocator import keep_freed_memory
@@ -37,13 +37,16 @@ from sockopt_trace.recorder.decode import Decoder
 from sockopt_trace.recorder.eventlog import EventLog
 from sockopt_trace.recorder.flight import FlightConfig, FlightRecorder
 from sockopt_trace.recorder.launcher import Command, check_command
+from sockopt_trace.recorder.losses import Losses
 from sockopt_trace.recorder.output import OUTPUT_ERROR, prepare_directory
 from sockopt_trace.recorder.perfmaps import open_tracker
 from sockopt_trace.recorder.probe import ProbeConfig, validate
 from sockopt_trace.recorder.retention import Retention, RetentionConfig
 from sockopt_trace.recorder.sampling import RateController
 from sockopt_trace.recorder.sdnotify import Notifier
+from sockopt_trace.recorder.service import Service
 from sockopt_trace.recorder.status import StatusLine
+from sockopt_trace.recorder.stopsignals import Aborted, Signals
 from sockopt_trace.recorder.symbols import Symbolizer
 from sockopt_trace.recorder.upload import UploadConfig, Uploader
 from sockopt_trace.recorder.writer import RecordingWriter, Tally, WriteError, WriterConfig
@@ -89,36 +92,6 @@ class RecordResult:
     uploaded: int = 0
 
 
-class Aborted(Exception):
-    """A second SIGINT/SIGTERM/SIGHUP: stop at once."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class _Signals:
-    """The first signal asks to stop; a second raises Aborted wherever the main thread is."""
-
-    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-    def __init__(self) -> None:
-        self.received: list[int] = []
-        self.armed = True
-        self._old = {s: signal.signal(s, self) for s in self.HANDLED}
-
-    def __call__(self, signum: int, _frame: object) -> None:
-        self.received.append(signum)
-        if len(self.received) >= 2 and self.armed:
-            self.armed = False
-            raise Aborted(signum)
-
-    def restore(self) -> None:
-        self.armed = False
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-
-
 def _stacks_mode(cfg: ProbeConfig) -> str:
     return "full" if cfg.stacks else "callsite" if cfg.callsites else "off"
 
@@ -136,7 +109,7 @@ def record(opts: RecordOptions) -> RecordResult:
     if opts.command:
         check_command(opts.command)
     lock = prepare_directory(opts.output, opts.force)
-    signals = _Signals()  # before compiling: a signal then stops the recording at its start
+    signals = Signals()  # before compiling: a signal then stops the recording at its start
     try:
         config = dataclasses.replace(
             opts.writer or WriterConfig(directory=opts.output), directory=opts.output
@@ -160,46 +133,9 @@ def record(opts: RecordOptions) -> RecordResult:
         notifier.close()
 
 
-@dataclass
-class Service:
-    """What a long-running recorder adds around the recording: readiness and status for a
-    supervisor, the event log, background uploads, bounded disk."""
-
-    notifier: Notifier
-    status: StatusLine
-    log: EventLog
-    uploader: Uploader | None
-    retention: Retention | None
-
-    def sealed(self, path: Path, meta: schema.RecordingMetadata, size: int) -> None:
-        self.log.sealed(path, meta, size)
-        if self.uploader is not None:
-            self.uploader.add(path, meta)
-        if self.retention is not None:
-            self.retention.sealed(path, meta, size)
-
-    def tick(self) -> None:
-        if self.retention is not None:
-            self.retention.tick()
-
-    def announce(self, message: str) -> None:
-        """Worth a line even without --log (a dump someone asked for), in the log if on."""
-        if self.log.enabled:
-            self.log(message)
-        else:
-            self.status.info(message)
-
-    def finish(self, at_once: bool) -> int:
-        """Bounded: uploads go on for their drain time (none if asked to stop at once)."""
-        if self.uploader is None:
-            return 0
-        self.uploader.finish(0 if at_once else None)
-        return self.uploader.uploaded
-
-
 class Session:
     def __init__(
-        self, opts: RecordOptions, config: WriterConfig, signals: _Signals, svc: Service
+        self, opts: RecordOptions, config: WriterConfig, signals: Signals, svc: Service
     ) -> None:
         self.opts = opts
         self.signals = signals
@@ -207,12 +143,9 @@ class Session:
         self.status = svc.status
         self.uploaded = 0
         self.probe: Probe | None = None
-        self.write_errors = 0
-        self.discarded = 0
+        self.losses = Losses()
+        self.tally = self.losses.tally
         self.error: tuple[str, int] | None = None
-        self._counters = {"ringbuf_full": 0, "entry_map_full": 0, "exit_without_entry": 0}
-        self._counters.update(stacks_lost=0, sampled_out=0, sampleable=0)
-        self._skipped_runs: int | None = None
         self.writer = self._writer(config)
         self.symbolizer: Symbolizer | None = None
         self.no_tracker: str | None = None
@@ -248,34 +181,6 @@ class Session:
         except WriteError as err:
             raise UserError(f"{err}: choose another -o DIR", OUTPUT_ERROR) from None
 
-    def probe_counters(self) -> dict[str, int]:
-        """The kernel's counters, read now (the last values if the read fails)."""
-        if self.probe is not None:
-            with contextlib.suppress(OSError):
-                self._counters = self.probe.counters()
-        return self._counters
-
-    def tally(self) -> Tally:
-        """Cumulative losses by reason, from the kernel's counters and our own. A failed read
-        of the kernel's keeps the last values (they only grow)."""
-        if self.probe is not None:
-            with contextlib.suppress(OSError):
-                self._counters = self.probe.counters()
-            with contextlib.suppress(OSError):
-                self._skipped_runs = self.probe.skipped_runs()
-        k = self._counters
-        lost = {
-            "ringbuf_full": k["ringbuf_full"],
-            "entry_map_full": k["entry_map_full"],
-            "exit_without_entry": k["exit_without_entry"],
-            "write_error": self.write_errors,
-            "discarded_at_stop": self.discarded,
-        }
-        if self._skipped_runs is not None:
-            lost["kernel_skipped"] = self._skipped_runs
-        unreadable = self.probe.stacks_unreadable if self.probe else 0
-        return Tally(lost, k["stacks_lost"] + unreadable, k["sampled_out"])
-
     # -- the whole run ----------------------------------------------------------------------
     def run(self) -> RecordResult:
         opts = self.opts
@@ -288,7 +193,7 @@ class Session:
             tracker, self.no_tracker = open_tracker()
             self.symbolizer = Symbolizer(tracker)
         try:
-            self.probe = attach(cfg)
+            self.probe = self.losses.probe = attach(cfg)
         except BaseException:
             if command:
                 command.cancel()
@@ -323,7 +228,9 @@ class Session:
         )
         self.sampler = (
             RateController(
-                cfg.max_rate, lambda: self.probe_counters()["sampleable"], probe.set_sampling_period
+                cfg.max_rate,
+                lambda: self.losses.probe_counters()["sampleable"],
+                probe.set_sampling_period,
             )
             if cfg.max_rate
             else None
@@ -471,16 +378,17 @@ class Session:
         self.error = (f"{err}; stopped recording (files already sealed are intact)", OUTPUT_ERROR)
         probe.detach()
         self.consumer.stop_event.set()
-        self.write_errors += err.rows_lost + self._count_unwritten(time.monotonic() + DRAIN_WAIT_S)
-        self.write_errors += self.writer.abandon()
+        unwritten = self._count_unwritten(time.monotonic() + DRAIN_WAIT_S)
+        self.losses.write_errors += err.rows_lost + unwritten
+        self.losses.write_errors += self.writer.abandon()
         self.writer.finish_ledger("failed", {})
 
     def _abort(self, probe: Probe, stop: Aborted) -> None:
         """A second signal: nothing more is written; what was taken is counted as discarded."""
         probe.detach()
         self.consumer.abort_event.set()
-        self.discarded += self._count_unwritten(time.monotonic())
-        self.discarded += self.writer.abandon(write_footer=False)
+        self.losses.discarded += self._count_unwritten(time.monotonic())
+        self.losses.discarded += self.writer.abandon(write_footer=False)
         self.writer.finish_ledger("aborted", {})
         self.error = (
             f"stopped at once by a second {stop}: the last file stays .partial "
@@ -490,31 +398,7 @@ class Session:
         )
 
     def _count_unwritten(self, until: float) -> int:
-        """Calls taken from the kernel and not written: queued, and left in the ring (read
-        until `until`, then counted where they lie)."""
-        n = 0
-        while not self.consumer_done:
-            try:
-                batch = self.batches.get(timeout=max(0.0, min(0.05, until - time.monotonic())))
-            except queue.Empty:
-                if time.monotonic() >= until:
-                    break
-                continue
-            if batch is None:
-                self.consumer_done = True
-            elif not isinstance(batch, int):
-                self.consumer.taken(len(batch))
-                n += len(batch)
-        if not self.consumer_done:
-            self.consumer.abort_event.set()
-            self.consumer.join(timeout=1.0)
-            while True:
-                try:
-                    batch = self.batches.get_nowait()
-                except queue.Empty:
-                    break
-                n += len(batch) if batch is not None and not isinstance(batch, int) else 0
-            n += self.reader.pending_bytes() // self.reader.record_size
+        n, self.consumer_done = self.consumer.count_unwritten(until, self.consumer_done)
         return n
 
     # -- the end ----------------------------------------------------------------------------
@@ -560,7 +444,7 @@ class Session:
             lost=final,
             probe=probe.mode,
             exit_code=exit_code,
-            kernel_counters=self._counters,
+            kernel_counters=self.losses.counters,
             uploaded=self.uploaded,
         )
 
