@@ -76,9 +76,7 @@ def found(result: DiffResult) -> dict[str, bool]:
     return {
         "2x latency (SO_PEERGROUPS p50)": "p50" in latency,
         "2x latency, any percentile": bool(latency),
-        f"2x latency, --fail-on {LATENCY_GATE} trips on it": any(
-            t.group is slow for t in gate
-        ),
+        f"2x latency, --fail-on {LATENCY_GATE} trips on it": any(t.group is slow for t in gate),
         "2x rate (SO_RCVBUF)": bool(rate and "rate" in rate.significant),
         "extra call site (SO_SNDBUF, new)": bool(extra and extra.significant),
     }

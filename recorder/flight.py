@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from sockopt_trace.errors import UserError
+from sockopt_trace.recorder.clock import clock_mapping
 from sockopt_trace.recorder.eventlog import utc_clock
-from sockopt_trace.recorder.writer import RecordingWriter, Tally, clock_mapping
+from sockopt_trace.recorder.losses import Tally
+from sockopt_trace.recorder.writer import RecordingWriter
 from sockopt_trace.schema import FILE_SUFFIX, LOCK_NAME, PARTIAL_SUFFIX
 from sockopt_trace.units import parse_duration
 

@@ -5,14 +5,27 @@ Tally every sealed file and the loss ledger carry."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sockopt_trace.recorder.attached import Probe
-from sockopt_trace.recorder.writer import Tally
+if TYPE_CHECKING:
+    from sockopt_trace.recorder.attached import Probe
 
 KERNEL_COUNTERS = (
     "ringbuf_full", "entry_map_full", "exit_without_entry", "stacks_lost", "sampled_out",
     "sampleable",
 )  # fmt: skip
+
+
+@dataclass
+class Tally:
+    """Cumulative counts since the recording started: losses by reason (schema.LOSS_REASONS),
+    rows kept without their stack, and calls --max-rate's sampling left out (neither is a loss:
+    the first are recorded, the second stood for by the rows kept)."""
+
+    lost: dict[str, int]
+    stacks_lost: int = 0
+    sampled_out: int = 0
 
 
 class Losses:

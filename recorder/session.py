@@ -21,10 +21,7 @@ import dataclasses
 import platform
 import queue
 import signal
-import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sockopt_trace import __version__
@@ -35,21 +32,22 @@ from sockopt_trace.recorder.attached import Probe, attach, kernel_reports_skippe
 from sockopt_trace.recorder.consumer import Consumer, RingReader
 from sockopt_trace.recorder.decode import Decoder
 from sockopt_trace.recorder.eventlog import EventLog
-from sockopt_trace.recorder.flight import FlightConfig, FlightRecorder
+from sockopt_trace.recorder.flight import FlightRecorder
 from sockopt_trace.recorder.launcher import Command, check_command
-from sockopt_trace.recorder.losses import Losses
+from sockopt_trace.recorder.losses import Losses, Tally
+from sockopt_trace.recorder.options import RecordOptions, RecordResult
 from sockopt_trace.recorder.output import OUTPUT_ERROR, prepare_directory
 from sockopt_trace.recorder.perfmaps import open_tracker
 from sockopt_trace.recorder.probe import ProbeConfig, validate
-from sockopt_trace.recorder.retention import Retention, RetentionConfig
+from sockopt_trace.recorder.retention import Retention
 from sockopt_trace.recorder.sampling import RateController
 from sockopt_trace.recorder.sdnotify import Notifier
 from sockopt_trace.recorder.service import Service
 from sockopt_trace.recorder.status import StatusLine
 from sockopt_trace.recorder.stopsignals import Aborted, Signals
 from sockopt_trace.recorder.symbols import Symbolizer
-from sockopt_trace.recorder.upload import UploadConfig, Uploader
-from sockopt_trace.recorder.writer import RecordingWriter, Tally, WriteError, WriterConfig
+from sockopt_trace.recorder.upload import Uploader
+from sockopt_trace.recorder.writer import RecordingWriter, WriteError, WriterConfig
 from sockopt_trace.schema import TraceFilters
 
 STOP_WAIT_S = 1.0  # calls in flight when recording stops: how long they may take to complete
@@ -62,34 +60,6 @@ ENDINGS = {
     "failed": "the recording failed",
     "aborted": "the recording was stopped at once",
 }
-
-
-@dataclass
-class RecordOptions:
-    output: Path
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    writer: WriterConfig | None = None
-    duration: float | None = None
-    command: list[str] = field(default_factory=list)
-    force: bool = False
-    status: bool | None = None  # None: only when stderr is a terminal
-    quiet: bool = False  # no messages at all, errors only
-    command_line: list[str] = field(default_factory=lambda: list(sys.argv))
-    log: bool = False  # one line per event worth knowing (sealed files, uploads), even if quiet
-    upload: UploadConfig | None = None
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
-    flight: FlightConfig | None = None
-
-
-@dataclass
-class RecordResult:
-    files: list[Path]
-    events: int
-    lost: dict[str, int]
-    probe: str
-    exit_code: int
-    kernel_counters: dict[str, int]
-    uploaded: int = 0
 
 
 def _stacks_mode(cfg: ProbeConfig) -> str:

@@ -32,15 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sockopt_trace import schema
+from sockopt_trace.recorder.clock import clock_mapping, unless_stepped
 from sockopt_trace.recorder.events import event_dtype
+from sockopt_trace.recorder.losses import Tally
 from sockopt_trace.recorder.sidecar import Sidecar
 
 DAY_NS = 86_400 * 10**9
 SETTLE_NS = 20_000_000
-# A new file re-reads the clock mapping but keeps the old one unless the wall clock stepped by
-# more than this: re-read offsets jitter by some ns, and a file's rows converted with an offset
-# a few ns smaller than the one its start was computed with would fall before its start.
-CLOCK_STEP_NS = 1_000_000
 LEDGER_EVERY_S = 1.0
 # The format's schema with string columns as Arrow dictionaries, which the decoder builds anyway;
 # the Parquet file is the same (plain strings, no Arrow schema stored).
@@ -52,20 +50,6 @@ WRITE_SCHEMA = pa.schema(
         for f in schema.ARROW_SCHEMA
     ]
 )
-
-
-def clock_mapping() -> schema.Clock:
-    """Pair CLOCK_MONOTONIC (bpf_ktime_get_ns) with CLOCK_REALTIME, from the tightest of a few
-    reads, so that wall = mono - monotonic_ns + realtime_ns."""
-    best: tuple[int, int, int] | None = None
-    for _ in range(5):
-        r0 = time.clock_gettime_ns(time.CLOCK_REALTIME)
-        m = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        r1 = time.clock_gettime_ns(time.CLOCK_REALTIME)
-        if best is None or r1 - r0 < best[0]:
-            best = (r1 - r0, m, (r0 + r1) // 2)
-    assert best is not None
-    return schema.Clock(monotonic_ns=best[1], realtime_ns=best[2])
 
 
 @dataclass
@@ -81,17 +65,6 @@ class WriterConfig:
     # the Hive-style layout that analyzers prune by host and date, files sealed at midnight UTC
     # so that each holds calls of its directory's date only
     layout: str = "flat"
-
-
-@dataclass
-class Tally:
-    """Cumulative counts since the recording started: losses by reason (schema.LOSS_REASONS),
-    rows kept without their stack, and calls --max-rate's sampling left out (neither is a loss:
-    the first are recorded, the second stood for by the rows kept)."""
-
-    lost: dict[str, int]
-    stacks_lost: int = 0
-    sampled_out: int = 0
 
 
 class WriteError(Exception):
@@ -361,9 +334,7 @@ class RecordingWriter:
     def _open_file(self) -> None:
         self.sequence += 1
         name = schema.FileName(self.prefix, self.sequence)
-        clock = clock_mapping()
-        if self._clock is None or abs(clock.offset_ns - self._clock_offset) > CLOCK_STEP_NS:
-            self._clock = clock
+        self._clock = unless_stepped(self._clock, clock_mapping())
         directory = self.config.directory
         try:
             if self.config.layout == "fleet":

@@ -124,9 +124,9 @@ def record(
     as replicates; it stops at the first run that fails.
     """
     from sockopt_trace.recorder.flight import FlightConfig, parse_trigger
+    from sockopt_trace.recorder.options import RecordOptions
     from sockopt_trace.recorder.probe import ProbeConfig
     from sockopt_trace.recorder.retention import RetentionConfig
-    from sockopt_trace.recorder.session import RecordOptions
     from sockopt_trace.recorder.session import record as run
     from sockopt_trace.recorder.upload import UploadConfig
     from sockopt_trace.recorder.writer import WriterConfig

@@ -17,8 +17,9 @@ from sockopt_trace import schema
 from sockopt_trace.errors import UserError
 from sockopt_trace.recorder.events import HEADER, counter_names, event_dtype, record_dtype
 from sockopt_trace.recorder.grouping import group_rows
+from sockopt_trace.recorder.losses import Tally
 from sockopt_trace.recorder.output import prepare_directory
-from sockopt_trace.recorder.writer import RecordingWriter, Tally, WriterConfig
+from sockopt_trace.recorder.writer import RecordingWriter, WriterConfig
 from sockopt_trace.units import parse_duration, parse_size
 
 ROOT = Path(__file__).resolve().parents[2]
