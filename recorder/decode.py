@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from sockopt_trace import schema
+from sockopt_trace.recorder.context import ContextDecoder
 from sockopt_trace.recorder.grouping import dictionary, group_rows
 from sockopt_trace.recorder.symbols import Symbolizer
 
@@ -37,10 +38,12 @@ class Decoder:
         host: str,
         symbolizer: Symbolizer | None,
         walk_stack: Callable[[int], list[int]],
+        context: ContextDecoder | None = None,
     ) -> None:
         self.host = host
         self.symbolizer = symbolizer
         self.walk_stack = walk_stack
+        self.context = context  # the context columns, when the kernel recorded them
 
     def file_facts(self) -> dict[str, int]:
         """Metadata of the file being sealed: its call sites left as module+offset."""
@@ -76,6 +79,7 @@ class Decoder:
             **sites,
             **stacks,
             "weight": pa.array(ev["weight"].astype(np.int32)),
+            **(self.context(ev) if self.context is not None else {}),
         }
 
 

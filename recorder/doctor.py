@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sockopt_trace.errors import UserError
-from sockopt_trace.recorder import environment
+from sockopt_trace.recorder import environment, sockets
 from sockopt_trace.recorder.attached import kernel_reports_skipped_runs
 from sockopt_trace.recorder.perfmaps import open_tracker
 from sockopt_trace.recorder.probe import (
@@ -81,9 +81,10 @@ def _host(root: bool) -> list[Check]:
         ok = mode != "confidentiality"
         fix = "" if ok else "lockdown=confidentiality forbids reading kernel memory"
         checks.append(Check("lockdown", ok, mode, fix))
-    btf = Path("/sys/kernel/btf/vmlinux").exists()
-    fix = "" if btf else "a kernel built with CONFIG_DEBUG_INFO_BTF=y"
-    checks.append(Check("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "missing", fix))
+    _, why = sockets.cflags()  # the socket's offsets come from BTF (recorder/sockets.py)
+    fix = "" if not why else "a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    detail = why + ": socket family, addresses, ports and state are not recorded"
+    checks.append(Check("BTF", not why, "/sys/kernel/btf/vmlinux" if not why else detail, fix))
     jit = _read("/proc/sys/net/core/bpf_jit_enable")
     fix = "" if jit != "0" else "sysctl net.core.bpf_jit_enable=1"
     checks.append(Check("BPF JIT", jit != "0", f"bpf_jit_enable={jit or '?'}", fix))

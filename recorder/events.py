@@ -43,6 +43,8 @@ def event_dtype() -> np.dtype:
         ctype, name, count = m.groups()
         if ctype == "char":
             fields.append((name, f"S{consts.get(count, count)}"))
+        elif count:
+            fields.append((name, _C_TYPES[ctype], (int(consts.get(count, count)),)))
         else:
             fields.append((name, _C_TYPES[ctype]))
     return np.dtype(fields)

@@ -11,6 +11,10 @@
  *   CAPTURE_STACKS, STACK_SAMPLE_PERIOD            full user stacks for 1 in N calls
  *   RINGBUF_PAGES, STACK_ENTRIES, WAKEUP_EVERY
  *   SAMPLING, SEEN_SITES                           --max-rate: record 1 in `period` calls
+ *   CONTEXT                                        the cgroup id, *optval and TCP_INFO fields
+ *   SOCKET_FIELDS, OFF_*                           the fd's socket, read at the running kernel's
+ *                                                  offsets (recorder/sockets.py, from its BTF)
+ *   FILTER_CGROUP                                  trace only tasks under one cgroup (v2)
  *
  * Cost on the hot path matters (docs/design.md, targets): no stack walk unless asked for; the reader
  * of `events` is woken only every WAKEUP_EVERY events per CPU, otherwise it reads on a timer.
@@ -30,6 +34,7 @@ struct task_struct;
 struct entry {
 	u64 ts_ns;
 	u64 optlen_ptr;
+	u64 optval_ptr;
 	s32 fd;
 	s32 level;
 	s32 optname;
@@ -64,6 +69,10 @@ BPF_HASH(comm_filter, struct comm_key, u8, 1024);
 #endif
 #ifdef CAPTURE_STACKS
 BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
+#ifdef FILTER_CGROUP
+/* slot 0: the --cgroup directory; its descendants count (bpf_current_task_under_cgroup) */
+BPF_CGROUP_ARRAY(cgroup_filter, 1);
 #endif
 #ifdef SAMPLING
 /* The sampling period (control[CONTROL_SAMPLING_PERIOD]), written by user space every second
@@ -132,7 +141,11 @@ static __always_inline int stopping(void)
 
 static __always_inline int traced(u32 tgid)
 {
-#if defined(FILTER_PID) || defined(FILTER_COMM)
+#if defined(FILTER_PID) || defined(FILTER_COMM) || defined(FILTER_CGROUP)
+#ifdef FILTER_CGROUP
+	if (cgroup_filter.check_current_task(0) == 1)
+		return 1;
+#endif
 #ifdef FILTER_PID
 	if (pid_filter.lookup(&tgid))
 		return 1;
@@ -149,7 +162,8 @@ static __always_inline int traced(u32 tgid)
 #endif
 }
 
-static __always_inline int on_enter(int fd, int level, int optname, void *optlen_ptr)
+static __always_inline int on_enter(int fd, int level, int optname, void *optval_ptr,
+				    void *optlen_ptr)
 {
 	if (stopping() || !traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
@@ -162,6 +176,7 @@ static __always_inline int on_enter(int fd, int level, int optname, void *optlen
 	if (!e->ts_ns)  /* a thread now inside the call; one whose exit was missed counts once */
 		count(CTR_ENTRIES);
 	e->optlen_ptr = (u64)optlen_ptr;
+	e->optval_ptr = (u64)optval_ptr;
 	e->fd = fd;
 	e->level = level;
 	e->optname = optname;
@@ -183,6 +198,120 @@ static __always_inline u64 read_callsite(void)
 		return 0;
 	return ret;
 }
+
+#ifdef CONTEXT
+#define AF_INET 2
+#define AF_INET6 10
+#define SOL_TCP 6
+#define TCP_INFO 11
+/* struct tcp_info is UAPI: its offsets never change, later kernels only append */
+#define TCPI_LEN 168  /* through tcpi_delivery_rate */
+#define TCPI_AT(buf, off, type) (*(type *)((buf) + (off)))
+
+/* A read at a byte offset from a kernel pointer (offsets: OFF_*, from the running kernel) */
+#define KREAD(dst, base, off) \
+	bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)((char *)(base) + (off)))
+
+#ifdef SOCKET_FIELDS
+/* The socket behind `fd` in the calling task, read at the running kernel's offsets. Each
+ * step can fail (a closed fd, a file that is not a socket): then nothing is marked read. */
+static __always_inline void read_socket(struct event *ev, int fd)
+{
+	void *task = (void *)bpf_get_current_task();
+	void *files = 0, *fdt = 0, *fds = 0, *file = 0, *sock = 0, *back = 0, *sk = 0;
+	u32 max_fds = 0;
+	if (fd < 0 || KREAD(files, task, OFF_TASK_FILES) || !files)
+		return;
+	if (KREAD(fdt, files, OFF_FILES_FDT) || !fdt || KREAD(max_fds, fdt, OFF_FDT_MAX_FDS))
+		return;
+	if ((u32)fd >= max_fds || KREAD(fds, fdt, OFF_FDT_FD) || !fds)
+		return;
+	if (KREAD(file, fds, (u64)fd * 8) || !file || KREAD(sock, file, OFF_FILE_PRIVATE_DATA))
+		return;
+	/* a socket's file points at the socket, which points back at its file */
+	if (!sock || KREAD(back, sock, OFF_SOCKET_FILE) || back != file)
+		return;
+	if (KREAD(sk, sock, OFF_SOCKET_SK) || !sk)
+		return;
+	u8 skc[OFF_SKC_BLOCK_LEN];
+	u8 skt[OFF_SK_BLOCK_LEN];
+	if (bpf_probe_read_kernel(skc, sizeof(skc), (char *)sk + OFF_SKC_BLOCK_START))
+		return;
+	if (bpf_probe_read_kernel(skt, sizeof(skt), (char *)sk + OFF_SK_BLOCK_START))
+		return;
+#define SKC(name, type) (*(type *)(skc + OFF_##name - OFF_SKC_BLOCK_START))
+#define SKT(name, type) (*(type *)(skt + OFF_##name - OFF_SK_BLOCK_START))
+	u16 family = SKC(SKC_FAMILY, u16);
+	ev->family = family;
+	ev->state = SKC(SKC_STATE, u8);
+	ev->sock_type = SKT(SK_TYPE, u16);
+	ev->protocol = SKT(SK_PROTOCOL, u16);
+	if (family == AF_INET) {
+		__builtin_memcpy(ev->local_addr, skc + OFF_SKC_RCV_SADDR - OFF_SKC_BLOCK_START, 4);
+		__builtin_memcpy(ev->peer_addr, skc + OFF_SKC_DADDR - OFF_SKC_BLOCK_START, 4);
+	} else if (family == AF_INET6) {
+		bpf_probe_read_kernel(ev->local_addr, 16, (char *)sk + OFF_SKC_V6_RCV_SADDR);
+		bpf_probe_read_kernel(ev->peer_addr, 16, (char *)sk + OFF_SKC_V6_DADDR);
+	}
+	ev->local_port = SKC(SKC_NUM, u16);
+	ev->peer_port = SKC(SKC_DPORT, u16);
+	ev->context |= CTX_SOCKET;
+}
+#endif
+
+/* What the caller got back: 8 bytes of *optval (4 where 8 cannot be read), or TCP_INFO's fields
+ * as far as the returned length covers (user space drops those beyond it). */
+static __always_inline void read_value(struct event *ev, void *optval, int optlen)
+{
+	if (ev->level == SOL_TCP && ev->optname == TCP_INFO) {
+		u8 ti[TCPI_LEN] = {};
+		u32 len = optlen > 0 ? optlen : 0;
+		if (len > TCPI_LEN)
+			len = TCPI_LEN;
+		if (bpf_probe_read_user(ti, len, optval))
+			return;
+		ev->tcpi_state = TCPI_AT(ti, 0, u8);
+		ev->tcpi_retransmits = TCPI_AT(ti, 2, u8);
+		ev->tcpi_lost = TCPI_AT(ti, 32, u32);
+		ev->tcpi_rtt = TCPI_AT(ti, 68, u32);
+		ev->tcpi_rttvar = TCPI_AT(ti, 72, u32);
+		ev->tcpi_snd_cwnd = TCPI_AT(ti, 80, u32);
+		ev->tcpi_total_retrans = TCPI_AT(ti, 100, u32);
+		ev->tcpi_delivery_rate = TCPI_AT(ti, 160, u64);
+		ev->context |= CTX_TCP_INFO;
+		return;
+	}
+	if (!bpf_probe_read_user(&ev->value, 8, optval)) {
+		ev->context |= CTX_VALUE;
+	} else {
+		u32 four = 0;
+		if (!bpf_probe_read_user(&four, 4, optval)) {
+			ev->value = four;
+			ev->context |= CTX_VALUE4;
+		}
+	}
+}
+
+static __always_inline void read_context(struct event *ev, struct entry *e, long ret)
+{
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->value = 0;
+	ev->tcpi_delivery_rate = 0;
+	__builtin_memset(ev->local_addr, 0, 16);
+	__builtin_memset(ev->peer_addr, 0, 16);
+	ev->tcpi_rtt = ev->tcpi_rttvar = ev->tcpi_snd_cwnd = ev->tcpi_lost = 0;
+	ev->tcpi_total_retrans = 0;
+	ev->family = ev->sock_type = ev->protocol = ev->local_port = ev->peer_port = 0;
+	ev->state = ev->tcpi_state = ev->tcpi_retransmits = ev->context = 0;
+	ev->pad2 = 0;
+	ev->pad3 = 0;
+#ifdef SOCKET_FIELDS
+	read_socket(ev, e->fd);
+#endif
+	if (ret == 0 && e->optval_ptr && ev->optlen_out > 0)
+		read_value(ev, (void *)e->optval_ptr, ev->optlen_out);
+}
+#endif
 
 static __always_inline int on_exit(void *ctx, long ret)
 {
@@ -234,6 +363,9 @@ static __always_inline int on_exit(void *ctx, long ret)
 		ev->optlen_out = -1;
 	ev->ret = (s32)ret;
 	ev->stack_id = -1;
+#ifdef CONTEXT
+	read_context(ev, e, ret);
+#endif
 #ifdef CAPTURE_STACKS
 	if (STACK_SAMPLE_PERIOD <= 1 || (start / 64) % STACK_SAMPLE_PERIOD == 0) {
 		ev->stack_id = stacks.get_stackid(ctx, BPF_F_USER_STACK);
@@ -272,7 +404,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 #if defined(MODE_TRACEPOINT)
 TRACEPOINT_PROBE(syscalls, sys_enter_getsockopt)
 {
-	return on_enter(args->fd, args->level, args->optname, (void *)args->optlen);
+	return on_enter(args->fd, args->level, args->optname, (void *)args->optval,
+			(void *)args->optlen);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_getsockopt)
@@ -291,7 +424,7 @@ static __always_inline int on_enter_regs(const struct pt_regs *regs)
 {
 	struct pt_regs r = {};
 	bpf_probe_read_kernel(&r, sizeof(r), regs);
-	return on_enter((int)r.di, (int)r.si, (int)r.dx, (void *)r.r8);
+	return on_enter((int)r.di, (int)r.si, (int)r.dx, (void *)r.r10, (void *)r.r8);
 }
 #endif
 #if defined(MODE_KPROBE)
@@ -304,7 +437,7 @@ int CONCAT(kprobe__, ATTACH_FN)(struct pt_regs *ctx)
 int CONCAT(kprobe__, ATTACH_FN)(struct pt_regs *ctx, int fd, int level, int optname,
 				char __user *optval, int __user *optlen)
 {
-	return on_enter(fd, level, optname, optlen);
+	return on_enter(fd, level, optname, optval, optlen);
 }
 #endif
 int CONCAT(kretprobe__, ATTACH_FN)(struct pt_regs *ctx)
@@ -327,7 +460,7 @@ KRETFUNC_AT(ATTACH_FN, const struct pt_regs *regs, long ret)
 #else
 KFUNC_AT(ATTACH_FN, int fd, int level, int optname, char *optval, int *optlen)
 {
-	return on_enter(fd, level, optname, optlen);
+	return on_enter(fd, level, optname, optval, optlen);
 }
 
 KRETFUNC_AT(ATTACH_FN, int fd, int level, int optname, char *optval, int *optlen, int ret)

@@ -24,7 +24,35 @@ struct event {
 	char comm[COMM_LEN];
 	u32 weight;      /* calls this record stands for: 1, or the sampling period (--max-rate) */
 	u32 pad;
+	/* What the call was about (CONTEXT); `context` says which of these were read (CTX_*). */
+	u64 cgroup_id;   /* bpf_get_current_cgroup_id(): the caller's cgroup v2 */
+	u64 value;       /* the first 8 bytes of *optval on return (CTX_VALUE: 8 read; CTX_VALUE4: 4) */
+	u64 tcpi_delivery_rate;  /* TCP_INFO fields at their UAPI offsets, as far as optlen covers */
+	u8 local_addr[16];  /* IPv4: the first 4 bytes; IPv6: all 16; network order */
+	u8 peer_addr[16];
+	u32 tcpi_rtt;
+	u32 tcpi_rttvar;
+	u32 tcpi_snd_cwnd;
+	u32 tcpi_lost;
+	u32 tcpi_total_retrans;
+	u16 family;
+	u16 sock_type;
+	u16 protocol;
+	u16 local_port;  /* host order (skc_num) */
+	u16 peer_port;   /* network order (skc_dport) */
+	u8 state;
+	u8 tcpi_state;
+	u8 tcpi_retransmits;
+	u8 context;
+	u16 pad2;
+	u32 pad3;
 };
+
+/* Bits of event.context */
+#define CTX_SOCKET 1    /* family, sock_type, protocol, state, addresses and ports were read */
+#define CTX_VALUE 2     /* value holds 8 bytes of *optval */
+#define CTX_VALUE4 4    /* value holds only 4 (the other 4 could not be read) */
+#define CTX_TCP_INFO 8  /* the tcpi_* fields were read (those beyond optlen_out are not valid) */
 
 /* Per-CPU counters, indexes into struct cpu_state.counters. Order matches recorder/probe.py. */
 enum counter {

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sockopt_trace.errors import ExitCode, UserError
-from sockopt_trace.recorder import environment
+from sockopt_trace.recorder import environment, sockets
 from sockopt_trace.recorder.events import record_dtype
 
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
@@ -56,6 +56,8 @@ class ProbeConfig:
     stack_entries: int = 16384
     max_rate: int = 0  # calls recorded per second, host-wide, by sampling; 0: every call
     seen_sites: int = 65536  # (process, call site) pairs remembered for "first call" (LRU)
+    context: bool = True  # cgroup, socket, value returned (issue 16): CONTEXT, SOCKET_FIELDS
+    cgroup: str = ""  # --cgroup: trace only tasks in this cgroup v2 directory or below it
 
     def cflags(self, mode: str, attach_fn: str = ATTACH_POINTS[0]) -> list[str]:
         records = self.ringbuf_size // record_dtype().itemsize
@@ -83,6 +85,10 @@ class ProbeConfig:
             flags.append("-DATTACH_SYSCALL_WRAPPER")
         if self.max_rate:
             flags += ["-DSAMPLING", f"-DSEEN_SITES={self.seen_sites}"]
+        if self.context:  # the socket's offsets are the running kernel's: part of the cache key
+            flags += ["-DCONTEXT", *sockets.cflags()[0]]
+        if self.cgroup:
+            flags.append("-DFILTER_CGROUP")
         return flags
 
     @property

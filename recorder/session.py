@@ -26,10 +26,11 @@ from typing import Any
 
 from sockopt_trace import __version__
 from sockopt_trace.errors import UserError
-from sockopt_trace.recorder import environment
+from sockopt_trace.recorder import environment, sockets
 from sockopt_trace.recorder.allocator import keep_freed_memory
 from sockopt_trace.recorder.attached import Probe, attach, kernel_reports_skipped_runs
 from sockopt_trace.recorder.consumer import Consumer, RingReader
+from sockopt_trace.recorder.context import ContextDecoder
 from sockopt_trace.recorder.decode import Decoder
 from sockopt_trace.recorder.eventlog import EventLog
 from sockopt_trace.recorder.flight import FlightRecorder
@@ -82,7 +83,9 @@ def record(opts: RecordOptions) -> RecordResult:
     signals = Signals()  # before compiling: a signal then stops the recording at its start
     try:
         config = dataclasses.replace(
-            opts.writer or WriterConfig(directory=opts.output), directory=opts.output
+            opts.writer or WriterConfig(directory=opts.output),
+            directory=opts.output,
+            context=opts.probe.context,
         )
         if opts.retention.max_bytes:  # room for several files under the limit, not one
             limit = max(1, opts.retention.max_bytes // 4)
@@ -189,7 +192,8 @@ class Session:
         )
         self.consumer_done = False
         self.caught_up_ns = 0
-        decoder = Decoder(self.writer.config.host, symbolizer, probe.stack)
+        context = ContextDecoder() if cfg.context else None
+        decoder = Decoder(self.writer.config.host, symbolizer, probe.stack, context)
         self.writer.begin(
             probe.handles.attached_ns,
             self._base_metadata(probe, cfg),
@@ -218,6 +222,8 @@ class Session:
         try:
             if command:
                 command.release()
+            if cfg.context and sockets.cflags()[1]:
+                self.status.info(f"warning: {sockets.cflags()[1]}: sockets are not recorded")
             if self.no_tracker:
                 self.status.info(
                     f"warning: no mapping records ({self.no_tracker}): call sites of processes "

@@ -40,16 +40,22 @@ from sockopt_trace.recorder.sidecar import Sidecar
 DAY_NS = 86_400 * 10**9
 SETTLE_NS = 20_000_000
 LEDGER_EVERY_S = 1.0
+
+
 # The format's schema with string columns as Arrow dictionaries, which the decoder builds anyway;
 # the Parquet file is the same (plain strings, no Arrow schema stored).
-WRITE_SCHEMA = pa.schema(
-    [
-        pa.field(
-            f.name, pa.dictionary(pa.int32(), pa.string()) if f.type == pa.string() else f.type
-        )
-        for f in schema.ARROW_SCHEMA
-    ]
-)
+def write_schema(context: bool = False) -> pa.Schema:
+    """The columns a file gets (with the context columns if recorded)."""
+    columns = {**schema.COLUMNS, **(schema.CONTEXT_COLUMNS if context else {})}
+    return pa.schema(
+        [
+            pa.field(name, pa.dictionary(pa.int32(), pa.string()) if t == pa.string() else t)
+            for name, (t, _) in columns.items()
+        ]
+    )
+
+
+WRITE_SCHEMA = write_schema()
 
 
 @dataclass
@@ -65,6 +71,7 @@ class WriterConfig:
     # the Hive-style layout that analyzers prune by host and date, files sealed at midnight UTC
     # so that each holds calls of its directory's date only
     layout: str = "flat"
+    context: bool = False  # files carry schema.CONTEXT_COLUMNS (record's default)
 
 
 class WriteError(Exception):
@@ -100,6 +107,7 @@ class RecordingWriter:
         self.rows_sealed = 0  # in files sealed under their final name
         self.bytes_closed = 0
         self._buffer = np.zeros(config.row_group_rows, dtype=event_dtype())  # touched once, reused
+        self._schema = write_schema(config.context)
         self._pending_rows = 0
         self._pending_since = 0.0
         self._file: Any = None
@@ -293,7 +301,7 @@ class RecordingWriter:
             self._open_file()
         # Symbolizing and converting happen outside the guard below: their failures are not
         # the disk's, and must neither stop the recording as one nor count as write_error.
-        table = pa.table(self.to_columns(rows, self._clock_offset), schema=WRITE_SCHEMA)
+        table = pa.table(self.to_columns(rows, self._clock_offset), schema=self._schema)
         ts = rows["ts_ns"]
         if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # calls overlap across threads/CPUs
             table = table.take(pa.array(np.argsort(ts, kind="stable")))
@@ -348,7 +356,7 @@ class RecordingWriter:
             os.fchmod(fd, self.config.file_mode)  # exact mode whatever the umask
             self._file = os.fdopen(fd, "wb", buffering=1 << 20)
             self._writer = pq.ParquetWriter(
-                self._file, WRITE_SCHEMA, **schema.parquet_write_options()
+                self._file, self._schema, **schema.parquet_write_options()
             )
         except OSError as err:
             raise WriteError(f"creating {self._partial_path}: {err.strerror}", 0) from err

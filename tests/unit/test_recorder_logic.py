@@ -34,6 +34,7 @@ def test_numpy_dtype_matches_what_the_compiler_lays_out(tmp_path: Path) -> None:
     src.write_text(
         "#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n"
         "typedef uint64_t u64; typedef uint32_t u32; typedef int32_t s32;\n"
+        "typedef uint16_t u16; typedef uint8_t u8;\n"
         f'#include "{HEADER}"\n'
         "int main(void) {\n"
         f'{body}\nprintf("sizeof %zu\\n", sizeof(struct event));\nreturn 0; }}\n'
