@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+from sockopt_trace.errors import ExitCode, UserError
+
 ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))  # v2; v2 beside v1 (hybrid)
 CGROUP2_MAGIC = 0x63677270
 _UNIT = re.compile(r"\.(service|scope|slice|socket|mount|swap|timer|path|target|device)$")
@@ -46,6 +48,20 @@ def describe(path: str) -> tuple[str | None, str | None, str | None]:
         if m:
             container = m[1]
     return unit, pod, container
+
+
+def filter_directory(path: str) -> Path:
+    """The cgroup v2 directory `--cgroup PATH` names: a directory in the v2 hierarchy, or a
+    path from its root as recordings show it (/system.slice/nginx.service). Raises UserError."""
+    root = v2_root()
+    if root is None:
+        raise UserError("--cgroup needs cgroup v2, which is not mounted here", ExitCode.ENVIRONMENT)
+    for candidate in (Path(path), root / path.lstrip("/")):
+        resolved = candidate.resolve()
+        inside = resolved == root or root in resolved.parents
+        if inside and (resolved / "cgroup.procs").is_file():
+            return resolved
+    raise UserError(f"bad --cgroup {path!r}: no such cgroup under {root}")
 
 
 class CgroupNames:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sockopt_trace.errors import ExitCode, UserError
-from sockopt_trace.recorder import bpfsys, environment, probe, programcache
+from sockopt_trace.recorder import bpfsys, cgroups, environment, probe, programcache
 from sockopt_trace.recorder.probe import MODES, AttachError, ProbeConfig
 
 # Maps the recording process reads or writes; the others stay inside the kernel.
@@ -252,7 +252,13 @@ def _boot_id() -> str:
 
 
 def fill_filters(maps: dict[str, int], config: ProbeConfig) -> None:
-    """Put the --pid and --comm filters into their kernel maps."""
+    """Put the --pid, --comm and --cgroup filters into their kernel maps."""
+    if config.cgroup:  # the map holds the cgroup itself, not our descriptor
+        fd = os.open(cgroups.filter_directory(config.cgroup), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            bpfsys.update(maps["cgroup_filter"], bytes(4), fd.to_bytes(4, "little"))
+        finally:
+            os.close(fd)
     one = b"\x01"
     for pid in config.pids:
         bpfsys.update(maps["pid_filter"], pid.to_bytes(4, "little"), one)

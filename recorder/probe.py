@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sockopt_trace.errors import ExitCode, UserError
-from sockopt_trace.recorder import environment, sockets
+from sockopt_trace.recorder import cgroups, environment, sockets
 from sockopt_trace.recorder.events import record_dtype
 
 SOURCE = Path(__file__).with_name("getsockopt.bpf.c")
@@ -220,5 +220,7 @@ def validate(config: ProbeConfig) -> None:
         raise UserError("--stack-sample must be 1 or more")
     if config.ringbuf_bytes < PAGE:
         raise UserError(f"--ringbuf must be at least {PAGE} bytes")
+    if config.cgroup:
+        cgroups.filter_directory(config.cgroup)
     if config.max_rate < 0:
         raise UserError("--max-rate must be a positive number of calls per second")

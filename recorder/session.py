@@ -261,7 +261,9 @@ class Session:
             "probe": probe.mode,
             "recorder_version": __version__,
             "command_line": self.opts.command_line,
-            "filters": TraceFilters(list(cfg.pids), list(cfg.comms), list(self.opts.command)),
+            "filters": TraceFilters(
+                list(cfg.pids), list(cfg.comms), list(self.opts.command), cfg.cgroup
+            ),
             "stacks": _stacks_mode(cfg),
             "stack_sample_period": cfg.stack_sample_period if cfg.stacks else 1,
             "skipped_runs_counted": kernel_reports_skipped_runs(probe.mode),

@@ -163,8 +163,9 @@ class TraceFilters:
     pids: list[int] = field(default_factory=list)
     comms: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)  # `record -- COMMAND`
+    cgroup: str = ""  # `record --cgroup PATH`: the cgroup v2 directory (and those below it)
 
-    def as_dict(self) -> dict[str, list[Any]]:
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 

@@ -27,6 +27,17 @@ def record(
     comm: list[str] = typer.Option(
         [], "--comm", "-c", help="Trace threads of this name (repeatable)."
     ),
+    cgroup: str = typer.Option(
+        "",
+        "--cgroup",
+        help="Trace tasks in this cgroup v2 and below it: a directory under /sys/fs/cgroup or a "
+        "path from its root (/system.slice/nginx.service).",
+    ),
+    context: bool = typer.Option(
+        True,
+        "--context/--no-context",
+        help="Record each call's cgroup, socket (addresses, ports, state) and returned value.",
+    ),
     probe: str = typer.Option("auto", "--probe", help="auto, tracepoint, kprobe or fentry."),
     callsites: bool = typer.Option(
         True, "--callsites/--no-callsites", help="Record the call site of each call (cheap)."
@@ -117,11 +128,11 @@ def record(
 ) -> None:
     """Record getsockopt(2) calls (needs root). Ctrl-C or SIGTERM stops cleanly.
 
-    Filters (--pid, --comm) are applied in the kernel and combine as a union. With -- COMMAND,
-    the command and its children are traced from their first instruction, the recording stops
-    when it exits, and its exit status is passed through. --repeat N records N runs, one
-    recording each in numbered subdirectories, so that `diff before/ after/` compares the runs
-    as replicates; it stops at the first run that fails.
+    Filters (--pid, --comm, --cgroup) are applied in the kernel and combine as a union. With
+    -- COMMAND, the command and its children are traced from their first instruction, the
+    recording stops when it exits, and its exit status is passed through. --repeat N records N
+    runs, one recording each in numbered subdirectories, so that `diff before/ after/` compares
+    the runs as replicates; it stops at the first run that fails.
     """
     from sockopt_trace.recorder.flight import FlightConfig, parse_trigger
     from sockopt_trace.recorder.options import RecordOptions
@@ -145,6 +156,8 @@ def record(
                 mode=probe,
                 pids=list(pid),
                 comms=list(comm),
+                cgroup=cgroup,
+                context=context,
                 callsites=callsites,
                 stacks=stacks,
                 stack_sample_period=stack_sample,
