@@ -64,7 +64,9 @@ HELP = (
     "errors:+1% (error-rate percentage points). With one recording per side it warns that "
     f"run-to-run noise cannot be ruled out, and exits {ExitCode.INCONCLUSIVE:d} (inconclusive) "
     "when only changes within that noise (?) pass a threshold: record replicates (record "
-    f"--repeat N). Exit codes: 0 no such change, {ExitCode.REGRESSION:d} a regression, "
+    "--repeat N). With replicates, ? marks a change past chance for its own test but not over "
+    f"all the tests run; it too exits {ExitCode.INCONCLUSIVE:d}: record more. Exit codes: "
+    f"0 no such change, {ExitCode.REGRESSION:d} a regression, "
     f"{ExitCode.INCONCLUSIVE:d} inconclusive, {ExitCode.USAGE:d} bad input (`sockopt-trace "
     "--help` lists every exit code).\n\n"
     "Settings that differ between the recordings (hosts, probe, filters, stacks, lost events) "
@@ -200,7 +202,12 @@ def diff_command(
         raise typer.Exit(ExitCode.REGRESSION)
     for trip in (unsure := inconclusive(result, rules)):
         line = render_diff.trip_line(trip, result.dims)
-        print(f"sockopt-trace: inconclusive: {line}: within run-to-run noise", file=sys.stderr)
+        why = (
+            f"past chance for this test, not over all {result.tests}: record more replicates"
+            if result.replicated
+            else "within run-to-run noise"
+        )
+        print(f"sockopt-trace: inconclusive: {line}: {why}", file=sys.stderr)
     if unsure:
         raise typer.Exit(ExitCode.INCONCLUSIVE)
 
