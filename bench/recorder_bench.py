@@ -53,7 +53,15 @@ EMPTY_SCRIPT = (
 )
 PERF_EVENTS = ["-e", "syscalls:sys_enter_getsockopt", "-e", "syscalls:sys_exit_getsockopt"]
 # Configurations on the getsockopt workload, in round-robin order; "bare" is the baseline.
-TRACED = ["bare", "record", "record --no-callsites", "bpftrace", "perf record", "empty BPF probes"]
+TRACED = [
+    "bare",
+    "record",
+    "record --no-context",  # the defaults before issue 16 (no cgroup, socket, value)
+    "record --no-callsites",
+    "bpftrace",
+    "perf record",
+    "empty BPF probes",
+]
 # Bystander tax: a getppid loop while a tracer is attached system-wide (no filter).
 BYSTANDER = ["bare", "record (system-wide)", "bpftrace (system-wide)"]
 
@@ -233,6 +241,7 @@ def run_config(name: str, loop: list[str], rec: list[str], tmp: Path) -> dict:
         "bare": loop,
         "record": [*record, "--", *loop],
         "record --no-callsites": [*record, "--no-callsites", "--", *loop],
+        "record --no-context": [*record, "--no-context", "--", *loop],
         "bpftrace": ["bpftrace", "-e", BPFTRACE_SCRIPT, "-c", shlex.join(loop)],
         "perf record": ["perf", "record", *PERF_EVENTS, "-o", str(data), "--", *loop],
         "empty BPF probes": ["bpftrace", "-e", EMPTY_SCRIPT, "-c", shlex.join(loop)],
@@ -306,10 +315,12 @@ def measure(args: argparse.Namespace, loop: Path, tmp: Path) -> dict:
         (f"getsockopt, {t} thread{'s' if t > 1 else ''}", name, [str(loop), calls, str(t)])
         for t in args.threads
         for name in TRACED
+        if not args.only or name in args.only
     ]
     plan += [
         ("bystander: getppid, 1 thread", name, [str(loop), bystander, "1", "getppid"])
         for name in BYSTANDER
+        if not args.only or name in args.only
     ]
     runs: dict = {(s, n): [] for s, n, _ in plan}
     noisy = runs["noisy"] = {"repeated": 0, "kept": 0, "retries": args.retries}
@@ -497,7 +508,11 @@ def main() -> None:
         "--max-others", type=float, default=0.25, help="others' CPU share that voids a run"
     )
     parser.add_argument("--retries", type=int, default=3, help="repeats of a disturbed run")
+    parser.add_argument(
+        "--only", default="", help="run only these configurations (comma-separated names)"
+    )
     args = parser.parse_args()
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
     if args.quick:
         args.reps, args.calls, args.bystander_calls = 2, 200_000, 1_000_000
         args.max_wait, args.retries = min(args.max_wait, 10), min(args.retries, 1)
