@@ -33,11 +33,11 @@ CAUGHT_UP_EVERY_NS = 5_000_000
 class RingReader:
     """Zero-copy view of one BPF_MAP_TYPE_RINGBUF map; `drain` returns ready events."""
 
-    def __init__(self, map_fd: int, size: int) -> None:
+    def __init__(self, map_fd: int, size: int, context: bool = False) -> None:
         self._fd = map_fd
         self._size = size
-        self._rec = record_dtype()
-        self._ev = event_dtype()
+        self._rec = record_dtype(context)
+        self._ev = event_dtype(context)
         self._event_len = self._ev.itemsize
         self._cons_map = mmap.mmap(map_fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self._prod_map = mmap.mmap(
@@ -65,6 +65,10 @@ class RingReader:
     def positions(self) -> tuple[int, int]:
         """(consumer, producer) positions: bytes read and written since the ring was made."""
         return int(self._cons[0]), int(self._prod[0])
+
+    def empty(self) -> np.ndarray:
+        """A batch of no events, of this ring's record type."""
+        return np.empty(0, dtype=self._ev)
 
     def drain(self, max_records: int = 1 << 16) -> np.ndarray:
         """Copy out up to max_records committed events and release their space to the kernel."""
@@ -164,7 +168,7 @@ class Consumer(threading.Thread):
                     if self.reader.pending_bytes() < self.reader.size // 2:
                         time.sleep(self.batch_interval)
                 else:
-                    self.on_batch(np.empty(0, event_dtype()))
+                    self.on_batch(self.reader.empty())
                     idle.poll(self.poll_ms)
             if not self.abort_event.is_set():
                 self.drain_all()  # what the kernel wrote before detach
@@ -238,5 +242,5 @@ class Consumer(threading.Thread):
                     room = self.max_queued - self._queued
             if room > 0:
                 return room
-            self.on_batch(np.empty(0, event_dtype()))
+            self.on_batch(self.reader.empty())
         return 0

@@ -107,6 +107,9 @@ class ContextDecoder:
         read = ((ctx & CTX_TCP_INFO) != 0) & tcp_info & (ev["ret"] == 0)
         for name, (src, end) in TCPI_FIELDS.items():
             typ = pa.int64() if name == "tcpi_delivery_rate" else pa.int32()
+            if not read.any():  # most batches: no TCP_INFO call, no pass over the records
+                columns[name] = pa.nulls(len(ev), typ)
+                continue
             values = ev[src].astype(np.int64 if typ == pa.int64() else np.int32)
             columns[name] = _masked(values, read & (optlen >= end), typ)
         return columns

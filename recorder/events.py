@@ -26,16 +26,25 @@ def _defines(text: str) -> dict[str, int]:
 
 
 @cache
-def event_dtype() -> np.dtype:
+def event_dtype(context: bool = False) -> np.dtype:
+    """The record of one call; with `context` (record --context), its fields under
+    `#ifdef CONTEXT` too: without them the record stays small (ring space, copies)."""
     text = HEADER.read_text()
     body = re.search(r"struct event \{(.*?)\};", text, re.S)
     if body is None:
         raise RuntimeError(f"{HEADER}: struct event not found")
     consts = _defines(text)
     fields: list[tuple] = []
+    skipping = False
     for line in re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S).splitlines():
         line = line.strip()
-        if not line:
+        if line == "#ifdef CONTEXT":
+            skipping = not context
+            continue
+        if line == "#endif":
+            skipping = False
+            continue
+        if not line or skipping:
             continue
         m = re.fullmatch(r"(\w+)\s+(\w+)(?:\[(\w+)\])?;", line)
         if m is None:
@@ -69,9 +78,9 @@ def control_index(name: str) -> int:
 
 
 @cache
-def record_dtype() -> np.dtype:
+def record_dtype(context: bool = False) -> np.dtype:
     """One ring buffer record: header then event, padded to 8 bytes."""
-    ev = event_dtype()
+    ev = event_dtype(context)
     size = RINGBUF_HEADER.itemsize + ev.itemsize
     padded = (size + 7) // 8 * 8
     return np.dtype(

@@ -24,7 +24,8 @@ struct event {
 	char comm[COMM_LEN];
 	u32 weight;      /* calls this record stands for: 1, or the sampling period (--max-rate) */
 	u32 pad;
-	/* What the call was about (CONTEXT); `context` says which of these were read (CTX_*). */
+#ifdef CONTEXT
+	/* What the call was about (record --context); `context` says which were read (CTX_*). */
 	u64 cgroup_id;   /* bpf_get_current_cgroup_id(): the caller's cgroup v2 */
 	u64 value;       /* the first 8 bytes of *optval on return (CTX_VALUE: 8 read; CTX_VALUE4: 4) */
 	u64 tcpi_delivery_rate;  /* TCP_INFO fields at their UAPI offsets, as far as optlen covers */
@@ -46,6 +47,7 @@ struct event {
 	u8 context;
 	u16 pad2;
 	u32 pad3;
+#endif
 };
 
 /* Bits of event.context */

@@ -56,11 +56,13 @@ class ProbeConfig:
     stack_entries: int = 16384
     max_rate: int = 0  # calls recorded per second, host-wide, by sampling; 0: every call
     seen_sites: int = 65536  # (process, call site) pairs remembered for "first call" (LRU)
-    context: bool = True  # cgroup, socket, value returned (issue 16): CONTEXT, SOCKET_FIELDS
+    # cgroup, socket, value returned (issue 16): CONTEXT, SOCKET_FIELDS. Off by default: it
+    # costs more than the issue's budget (docs/benchmarks.md, "Context columns")
+    context: bool = False
     cgroup: str = ""  # --cgroup: trace only tasks in this cgroup v2 directory or below it
 
     def cflags(self, mode: str, attach_fn: str = ATTACH_POINTS[0]) -> list[str]:
-        records = self.ringbuf_size // record_dtype().itemsize
+        records = self.ringbuf_size // record_dtype(self.context).itemsize
         flags = [
             f"-DMODE_{mode.upper()}",
             f"-DATTACH_FN={attach_fn}",

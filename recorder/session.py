@@ -182,7 +182,7 @@ class Session:
     def _record(self, probe: Probe, cfg: ProbeConfig, command: Command | None) -> RecordResult:
         keep_freed_memory()
         symbolizer = self.symbolizer
-        self.reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size)
+        self.reader = RingReader(probe.ringbuf_fd, cfg.ringbuf_size, cfg.context)
         if symbolizer:  # processes that run already; a traced command is covered by the records
             symbolizer.attach_ring(self.reader)
             symbolizer.start(cfg.pids if cfg.pids and not cfg.comms else None)

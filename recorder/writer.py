@@ -106,7 +106,7 @@ class RecordingWriter:
         self.rows_written = 0  # into files, sealed or not
         self.rows_sealed = 0  # in files sealed under their final name
         self.bytes_closed = 0
-        self._buffer = np.zeros(config.row_group_rows, dtype=event_dtype())  # touched once, reused
+        self._buffer = np.zeros(config.row_group_rows, dtype=event_dtype(config.context))
         self._schema = write_schema(config.context)
         self._pending_rows = 0
         self._pending_since = 0.0

@@ -34,9 +34,10 @@ def record(
         "path from its root (/system.slice/nginx.service).",
     ),
     context: bool = typer.Option(
-        True,
+        False,
         "--context/--no-context",
-        help="Record each call's cgroup, socket (addresses, ports, state) and returned value.",
+        help="Record each call's cgroup, socket (family, addresses, ports, state), the value "
+        "returned and TCP_INFO's fields (costs more per call: docs/benchmarks.md).",
     ),
     probe: str = typer.Option("auto", "--probe", help="auto, tracepoint, kprobe or fentry."),
     callsites: bool = typer.Option(

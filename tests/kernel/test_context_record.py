@@ -113,7 +113,7 @@ def test_every_rows_socket_value_and_cgroup_are_exact(tmp_path: Path) -> None:
     with cgroup(name) as directory:
         out = tmp_path / "rec"
         command = in_cgroup(directory, sys.executable, str(WORKLOAD), str(tmp_path / "u.sock"))
-        result = cli("record", "-q", "-o", str(out), "--", *command)
+        result = cli("record", "--context", "-q", "-o", str(out), "--", *command)
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout.strip().splitlines()[-1])
         assert report["cgroup"].endswith("/" + name)
@@ -132,7 +132,7 @@ def test_cgroup_filter_keeps_that_cgroup_and_those_below_it(tmp_path: Path) -> N
     name = f"sockopt-trace-filter-{os.getpid()}.slice"
     with cgroup(name, "inner.scope") as inner:
         out = tmp_path / "rec"
-        rec = start_recorder("-o", str(out), "--cgroup", f"/{name}")
+        rec = start_recorder("--context", "-o", str(out), "--cgroup", f"/{name}")
         try:
             runs = {}
             for label, command in (

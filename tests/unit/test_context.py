@@ -48,7 +48,7 @@ def test_cgroup_ids_are_the_inodes_of_their_directories(tmp_path: Path) -> None:
 def test_columns_from_raw_events(tmp_path: Path) -> None:
     (tmp_path / "app.service").mkdir()
     cg = os.stat(tmp_path / "app.service").st_ino
-    ev = np.zeros(6, event_dtype())
+    ev = np.zeros(6, event_dtype(context=True))
     ev["cgroup_id"] = cg
     ev["context"] = 1
     ev["family"] = [2, 10, 2, 1, 2, 2]

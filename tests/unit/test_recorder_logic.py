@@ -27,8 +27,9 @@ needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler
 
 
 @needs_cc
-def test_numpy_dtype_matches_what_the_compiler_lays_out(tmp_path: Path) -> None:
-    fields = event_dtype().names
+@pytest.mark.parametrize("context", [False, True])
+def test_numpy_dtype_matches_what_the_compiler_lays_out(tmp_path: Path, context: bool) -> None:
+    fields = event_dtype(context).names
     body = "\n".join(f'printf("{f} %zu\\n", offsetof(struct event, {f}));' for f in fields)
     src = tmp_path / "layout.c"
     src.write_text(
@@ -40,18 +41,21 @@ def test_numpy_dtype_matches_what_the_compiler_lays_out(tmp_path: Path) -> None:
         f'{body}\nprintf("sizeof %zu\\n", sizeof(struct event));\nreturn 0; }}\n'
     )
     exe = tmp_path / "layout"
-    subprocess.run(["gcc", "-o", str(exe), str(src)], check=True)
+    defines = ["-DCONTEXT"] if context else []
+    subprocess.run(["gcc", *defines, "-o", str(exe), str(src)], check=True)
     out = dict(
         line.split()
         for line in subprocess.run(
             [str(exe)], capture_output=True, text=True, check=True
         ).stdout.splitlines()
     )
-    dt = event_dtype()
+    dt = event_dtype(context)
     assert int(out["sizeof"]) == dt.itemsize
     for f in fields:
         assert int(out[f]) == dt.fields[f][1], f
-    assert record_dtype().itemsize % 8 == 0 and record_dtype().itemsize >= dt.itemsize + 8
+    assert record_dtype(context).itemsize % 8 == 0
+    assert record_dtype(context).itemsize >= dt.itemsize + 8
+    assert "cgroup_id" in fields if context else "cgroup_id" not in fields
     assert counter_names()[:2] == ("submitted", "ringbuf_full")
 
 
@@ -228,9 +232,12 @@ class _FakeRing:
     def pending_bytes(self) -> int:
         return sum(len(b) for b in self.batches) * self.record_size
 
+    def empty(self) -> np.ndarray:
+        return np.empty(0, event_dtype())
+
     def drain(self, max_records: int = 1 << 16) -> np.ndarray:
         if not self.batches:
-            return np.empty(0, event_dtype())
+            return self.empty()
         batch = self.batches[0]
         if len(batch) <= max_records:
             return self.batches.pop(0)
