@@ -33,8 +33,8 @@ from sockopt_trace.errors import UserError
 SANDBOX_HINT = "SQL here reads only the recording; --allow-external-sql lifts this"
 _SANDBOX_ERRORS = ("disabled by configuration", "configuration has been locked")
 _READ_ERRORS = (duckdb.Error, duckdb.IOException, duckdb.InvalidInputException)
-_DAMAGED_TEXT = "damaged data in this recording file"
-_RECOPY = "recopy it, or read the recording without it"
+DAMAGED_TEXT = "damaged data in this recording file"
+RECOPY = "recopy it, or read the recording without it"
 _DAMAGED = re.compile(r'Failed to read file "(?P<path>[^"]+)": (?P<why>.+)')
 
 
@@ -175,7 +175,7 @@ def execute(
         # DuckDB's plain Error is what a damaged page (thrift header) raises
         found = damaged_file(con) if type(err) in _READ_ERRORS else None
         if found:
-            raise UserError(f"{found[0]}: {_DAMAGED_TEXT} ({found[1]}); {_RECOPY}") from None
+            raise UserError(f"{found[0]}: {DAMAGED_TEXT} ({found[1]}); {RECOPY}") from None
         raise UserError(f"query failed: {message}") from None
     if cursor is None:
         raise UserError('no SQL to run: give a statement, e.g. "SELECT count(*) FROM events"')
@@ -190,7 +190,7 @@ def sql_error(err: duckdb.Error) -> str:
         return f"{message} ({SANDBOX_HINT})"
     damaged = _DAMAGED.search(message)
     if damaged:
-        return f"{damaged['path']}: {_DAMAGED_TEXT} ({damaged['why']}); {_RECOPY}"
+        return f"{damaged['path']}: {DAMAGED_TEXT} ({damaged['why']}); {RECOPY}"
     return message
 
 

@@ -13,8 +13,10 @@ Where Spark runs: `SPARK_REMOTE` (Spark Connect, e.g. sc://host:15002) or `--spa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sockopt_trace import schema
-from sockopt_trace.analyzer.database import Loaded, Source, where_clause
+from sockopt_trace.analyzer.database import DAMAGED_TEXT, RECOPY, Loaded, Source, where_clause
 from sockopt_trace.analyzer.dialect import to_spark
 from sockopt_trace.analyzer.filters import Filters, Window
 from sockopt_trace.analyzer.info import files_table
@@ -48,7 +50,7 @@ class SparkCursor:
 
     def __init__(self, frame: Any) -> None:
         self.description = [(name, None) for name in frame.columns]
-        self._rows: Iterator[tuple[Any, ...]] = (tuple(r) for r in frame.toLocalIterator())
+        self._rows: Iterator[tuple[Any, ...]] = _rows(frame)
 
     def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
         return [row for _, row in zip(range(size), self._rows, strict=False)]
@@ -85,15 +87,65 @@ class SparkConnection:
         """Nothing to close: the session serves the whole process (a JVM start costs seconds)."""
 
     def sql(self, spark_sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        from pyspark.errors import PySparkException
-
         used = {k: v for k, v in (params or {}).items() if f":{k}" in spark_sql}
-        try:
+        with spark_errors():
             frame = self.spark.sql(spark_sql, args=used or None)
             frame.schema  # noqa: B018 (analysis errors surface here, not at the first fetch)
-        except PySparkException as err:
-            raise UserError(f"query failed on Spark: {_spark_error(err)}") from None
         return frame
+
+
+def _rows(frame: Any) -> Iterator[tuple[Any, ...]]:
+    """The frame's rows as they come; a failure while Spark runs the query (a file that cannot
+    be read, say) is a one-line UserError, as on DuckDB."""
+    with spark_errors():
+        for row in frame.toLocalIterator():
+            yield tuple(row)
+
+
+@contextlib.contextmanager
+def spark_errors(what: str = "query failed on Spark") -> Iterator[None]:
+    """Spark's errors (the JVM's, through Py4J, or Spark Connect's) as one-line UserErrors: a
+    file Spark could not read is named first, with DuckDB's words for damaged data."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (PySparkException, Py4JError) as err:
+        raise spark_failure(err, what) from None
+
+
+_READ_FAILED = re.compile(
+    r"FAILED_READ_FILE\S*\]? Encountered error while reading file (\S+?)\.?\s"
+)
+_NOT_FOUND = re.compile(r"PATH_NOT_FOUND\]? Path does not exist: (\S+?)\.?\s")
+_CAUSE = re.compile(r"Caused by: (?:[\w.$]+\.)?(\w+(?:Exception|Error)): ([^\n]*)")
+
+
+def spark_failure(err: Exception, what: str = "query failed on Spark") -> UserError:
+    """One line for a Spark error: the file when one could not be read, the missing s3a
+    filesystem, else Spark's first line."""
+    text = str(err)
+    if "S3AFileSystem not found" in text:
+        return UserError(
+            "Spark here cannot read s3:// (no s3a filesystem: hadoop-aws is not on its "
+            "classpath): run on a cluster that has it, or add org.apache.hadoop:hadoop-aws to "
+            "spark.jars.packages; --engine duckdb reads buckets as is"
+        )
+    if m := _READ_FAILED.search(text):
+        cause = _CAUSE.search(text)
+        why = f"{cause.group(1)}: {cause.group(2).strip()}"[:200] if cause else "unreadable"
+        return UserError(f"{_user_path(m.group(1))}: {DAMAGED_TEXT} ({why}); {RECOPY}")
+    if m := _NOT_FOUND.search(text + " "):
+        return UserError(f"{_user_path(m.group(1))}: no such file or directory")
+    return UserError(f"{what}: {_spark_error(err)}")
+
+
+def _user_path(uri: str) -> str:
+    """The path as the user gave it, from Spark's URI of it (`_uri` in reverse)."""
+    if uri.startswith("s3a://"):
+        return "s3://" + uri.removeprefix("s3a://")
+    return uri.removeprefix("file://").removeprefix("file:")
 
 
 @functools.cache
@@ -191,7 +243,8 @@ def register(
         by_part.setdefault((period, f.meta.recording_id), []).append(f)
     parts = []
     for (period, recording_id), part in sorted(by_part.items()):
-        frame = spark.read.option("mergeSchema", "true").parquet(*(_uri(f) for f in part))
+        with spark_errors("cannot read the recording on Spark"):
+            frame = spark.read.option("mergeSchema", "true").parquet(*(_uri(f) for f in part))
         weight = F.when(F.col("stack").isNull(), F.lit(None)).otherwise(F.lit(period))
         seconds = F.expr(span_seconds(spans.get(recording_id)))
         parts.append(

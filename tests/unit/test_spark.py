@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -16,6 +18,7 @@ from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.reports import load_reports, run_report
 from sockopt_trace.cli import diff, query, report  # noqa: F401 (they register their commands)
 from sockopt_trace.cli.app import app
+from sockopt_trace.errors import UserError
 from tests.synth import write_recording
 
 MASTER = "local[2]"
@@ -132,3 +135,36 @@ def test_diff_of_replicates_with_a_window_equals_duckdbs(session: None, fleet: P
     assert duck_out.exit_code == 0, duck_out.output
     assert spark_out.exit_code == 0, spark_out.output
     assert spark_out.stdout == duck_out.stdout and "spread between recordings" in duck_out.stdout
+
+
+def test_bad_files_fail_in_one_line_with_duckdbs_exit_code(session: None, tmp_path: Path) -> None:
+    """Files Spark cannot read, found while it runs the query (pages damaged behind a good
+    footer, a file gone after it was opened), and files refused up front (missing, foreign):
+    one line naming the file and exit 2 on both engines, never an internal error (70)."""
+    runner = CliRunner()
+    damaged = tmp_path / "damaged"
+    [path] = write_recording(damaged, 20_000, files=1, row_group_rows=5_000)
+    data = bytearray(path.read_bytes())
+    for i in range(100, len(data) * 3 // 4, 7):  # pages, not the footer
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    foreign = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), foreign)
+    for bad, words in [
+        (damaged, "damaged data"),
+        (tmp_path / "missing.parquet", "no such file"),
+        (foreign, "not a sockopt-trace recording"),
+    ]:
+        for extra in ([], ["--engine", "spark", "--spark-master", MASTER]):
+            out = runner.invoke(app, ["report", str(bad), "latency", *extra])
+            assert out.exit_code == 2, (bad, extra, out.exception)
+            assert isinstance(out.exception, UserError), (bad, extra, out.exception)
+            message = str(out.exception)
+            assert "\n" not in message and words in message and str(bad) in message, message
+    gone = tmp_path / "gone"
+    [path] = write_recording(gone, 1_000, files=1)
+    loaded = spark.load([gone], master=MASTER)
+    path.unlink()
+    with pytest.raises(UserError) as caught:
+        run_report(loaded.con, "latency")
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
