@@ -51,7 +51,7 @@ from sockopt_trace.units import parse_duration
 if TYPE_CHECKING:
     from sockopt_trace.analyzer.spark import SparkConnection
 
-ALL = 2**62  # LIMIT for "all rows" (--top 0)
+ALL = 2**31 - 1  # LIMIT for "all rows" (--top 0): Spark takes an INT there, not a BIGINT
 HEADER_KEYS = ("name", "answers", "by", "param", "columns", "layout", "keep", "drop")
 LAYOUTS = ("table", "record", "histogram")
 PLACEHOLDERS = ("{keys}", "{labels}", "{names}", "{weight}")

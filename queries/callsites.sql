@@ -9,14 +9,14 @@
 -- queries/lib/percentiles.sql); processes from distinct (group, host, pid). The two are put
 -- together by a UNION and a GROUP BY, not a join, which would drop groups with NULL keys.
 WITH counts AS (
-    SELECT {keys}, latency_ns, count(*) AS n, sum({weight}) AS calls,
+    SELECT {keys}, latency_ns, sum({weight}) AS calls,
         sum(latency_ns * {weight}) AS total_ns
     FROM events
     WHERE {weight} IS NOT NULL
     GROUP BY {keys}, latency_ns
 ),
 ranked AS (
-    SELECT *, {ranks(n, latency_ns, {keys})}
+    SELECT *, {ranks(calls, latency_ns, {keys})}
     FROM counts
 ),
 latencies AS (

@@ -5,21 +5,23 @@
 -- columns: <by>, calls, mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns
 -- drop: p999_ns, mean_ns, p90_ns, max_ns
 -- One scan into rows per (group, latency): as many as distinct latencies, not calls; every
--- column below comes from those counts (percentiles: queries/lib/percentiles.sql).
+-- column below comes from those counts (percentiles: queries/lib/percentiles.sql). The counts
+-- are calls, sums of {weight} (what a row stands for: --max-rate sampling, sampled stacks), so
+-- percentiles and the mean are those of the calls, as if every sampled-out call were there.
 WITH counts AS (
-    SELECT {keys}, latency_ns, count(*) AS n, sum({weight}) AS calls
+    SELECT {keys}, latency_ns, sum({weight}) AS calls
     FROM events
     WHERE {weight} IS NOT NULL
     GROUP BY {keys}, latency_ns
 ),
 ranked AS (
-    SELECT *, {ranks(n, latency_ns, {keys})}
+    SELECT *, {ranks(calls, latency_ns, {keys})}
     FROM counts
 ),
 agg AS (
     SELECT {keys},
         sum(calls) AS calls,
-        CAST(sum(latency_ns * n) AS DOUBLE) / sum(n) AS mean_ns,
+        CAST(sum(latency_ns * calls) AS DOUBLE) / sum(calls) AS mean_ns,
         {percentile(latency_ns, 0.5)} AS p50_ns,
         {percentile(latency_ns, 0.9)} AS p90_ns,
         {percentile(latency_ns, 0.99)} AS p99_ns,

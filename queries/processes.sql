@@ -30,7 +30,7 @@ agg AS (
         sum(weight) AS calls,
         sum(CASE WHEN ret < 0 THEN weight ELSE 0 END) AS errors,
         count(DISTINCT option) AS options,
-        CAST(sum(latency_ns) AS DOUBLE) / count(latency_ns) AS mean_ns,
+        CAST(sum(latency_ns * weight) AS DOUBLE) / sum(weight) AS mean_ns,
         max(latency_ns) AS max_ns,
         min(ts_ns) AS first_ns,
         max(ts_ns) AS last_ns
@@ -39,7 +39,7 @@ agg AS (
     GROUP BY {keys}
 ),
 counts AS (
-    SELECT {keys}, latency_ns, count(*) AS n
+    SELECT {keys}, latency_ns, sum(weight) AS n
     FROM grouped
     WHERE weight IS NOT NULL
     GROUP BY {keys}, latency_ns

@@ -5,7 +5,7 @@
 -- drop: max_ns, mean_ns
 -- One scan into rows per (interval, latency); p99 from their counts (queries/lib/percentiles.sql).
 -- Counts are sums of `weight` (calls a row stands for: 1 unless recorded with --max-rate);
--- mean and p99 are of the rows kept.
+-- so are the counts mean and p99 come from: they estimate those of all the calls.
 -- calls_per_s (analyzer/span.py): each recording's calls in the interval over the part of the
 -- interval its recording span covers (the first and last intervals are partly outside it),
 -- summed; each term rounded to a millionth of a call per second and summed as an integer, so
@@ -26,21 +26,20 @@ rates AS (
 ),
 counts AS (
     SELECT ts_ns - ts_ns % $interval AS bucket_ns, latency_ns,
-        count(*) AS n,
         CAST(sum(weight) AS BIGINT) AS weighed,
         CAST(sum(CASE WHEN ret < 0 THEN weight ELSE 0 END) AS BIGINT) AS errors
     FROM events
     GROUP BY ts_ns - ts_ns % $interval, latency_ns
 ),
 ranked AS (
-    SELECT *, {ranks(n, latency_ns, bucket_ns)}
+    SELECT *, {ranks(weighed, latency_ns, bucket_ns)}
     FROM counts
 ),
 agg AS (
     SELECT bucket_ns,
         sum(weighed) AS calls,
         sum(errors) AS errors,
-        CAST(sum(latency_ns * n) AS DOUBLE) / sum(n) AS mean_ns,
+        CAST(sum(latency_ns * weighed) AS DOUBLE) / sum(weighed) AS mean_ns,
         {percentile(latency_ns, 0.99)} AS p99_ns,
         max(latency_ns) AS max_ns
     FROM ranked

@@ -30,14 +30,14 @@ measured AS (
     WHERE weight IS NOT NULL
 ),
 counts AS (
-    SELECT {keys}, opt_level, opt_name, measure, x, count(*) AS n, sum(weight) AS calls,
+    SELECT {keys}, opt_level, opt_name, measure, x, sum(weight) AS calls,
         max(tcpi_total_retrans) AS total_retrans_max, max(tcpi_lost) AS lost_max
     FROM measured
     WHERE measure = 0 OR x IS NOT NULL
     GROUP BY {keys}, opt_level, opt_name, measure, x
 ),
 ranked AS (
-    SELECT *, {ranks(n, x, {keys}, opt_level, opt_name, measure)}
+    SELECT *, {ranks(calls, x, {keys}, opt_level, opt_name, measure)}
     FROM counts
 ),
 measures AS (

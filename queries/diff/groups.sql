@@ -14,7 +14,8 @@
 -- exact quantiles and its per-slot counts come out of a single aggregation without a join on
 -- the group keys (which would drop groups whose keys are NULL, e.g. a missing call site).
 -- The percentiles of diff: q, the exact p50, p90, p99, from calls counted per (group, side,
--- recording, latency) (queries/lib/percentiles.sql), carried into agg as rows of their own.
+-- recording, latency) (queries/lib/percentiles.sql; calls: sums of weights), carried into agg
+-- as rows of their own.
 -- Rows: one per call (weight: how many calls it stands for; 1 unless grouping by sampled stacks).
 WITH sides AS (
     SELECT {keys}, {weight} AS weight, latency_ns, ret, ts_ns, recording_id, recording_span_s,
@@ -56,7 +57,7 @@ slots AS (
     GROUP BY {keys}, side, recording_id, run, slot
 ),
 counts AS (
-    SELECT {keys}, side, recording_id, latency_ns, count(*) AS n
+    SELECT {keys}, side, recording_id, latency_ns, sum(weight) AS n
     FROM calls
     GROUP BY {keys}, side, recording_id, latency_ns
 ),

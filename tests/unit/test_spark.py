@@ -5,6 +5,8 @@ with sampled stacks; the CLI runs reports and ad hoc SQL there."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,10 +159,17 @@ def test_bad_files_fail_in_one_line_with_duckdbs_exit_code(session: None, tmp_pa
     ]:
         for extra in ([], ["--engine", "spark", "--spark-master", MASTER]):
             out = runner.invoke(app, ["report", str(bad), "latency", *extra])
-            assert out.exit_code == 2, (bad, extra, out.exception)
             assert isinstance(out.exception, UserError), (bad, extra, out.exception)
             message = str(out.exception)
             assert "\n" not in message and words in message and str(bad) in message, message
+    # the exit code, as the real command line gives it (a process of its own, its own JVM)
+    argv = [sys.executable, "-m", "sockopt_trace", "report", str(damaged), "latency"]
+    spark_argv = [*argv, "--engine", "spark", "--spark-master", MASTER]
+    for args in (argv, spark_argv):
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        errors = [line for line in done.stderr.splitlines() if "sockopt-trace:" in line]
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert len(errors) == 1 and "damaged data" in errors[0], errors
     gone = tmp_path / "gone"
     [path] = write_recording(gone, 1_000, files=1)
     loaded = spark.load([gone], master=MASTER)
@@ -168,3 +177,26 @@ def test_bad_files_fail_in_one_line_with_duckdbs_exit_code(session: None, tmp_pa
     with pytest.raises(UserError) as caught:
         run_report(loaded.con, "latency")
     assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_weighted_percentiles_on_spark_equal_duckdbs_of_the_calls_expanded(
+    session: None, tmp_path: Path
+) -> None:
+    """--max-rate weights on Spark: every percentile report over weighted rows equals DuckDB's
+    over the same rows repeated `weight` times, to the last digit; diff too."""
+    from tests.unit.test_weights import PERCENTILE_REPORTS, weighted_and_expanded
+
+    weighted, expanded, _ = weighted_and_expanded(tmp_path)
+    on_spark, on_duckdb = spark.load([weighted], master=MASTER), load([expanded])
+    for name, by, params in PERCENTILE_REPORTS:
+        got = run_report(on_spark.con, name, by=by, params=params)
+        want = run_report(on_duckdb.con, name, by=by, params=params)
+        assert rows_of(got) == rows_of(want) and len(want.rows) > 1, (name, by)
+    runner = CliRunner()
+    args = ["diff", str(SAMPLES / "steady-before"), "-f", "csv", "--top", "0"]
+    spark_out = runner.invoke(
+        app, [*args, str(weighted), "--engine", "spark", "--spark-master", MASTER]
+    )
+    duck_out = runner.invoke(app, [*args, str(expanded)])
+    assert spark_out.exit_code == 0, spark_out.output
+    assert spark_out.stdout == duck_out.stdout and spark_out.stdout.count("\n") > 3

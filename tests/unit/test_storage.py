@@ -126,6 +126,14 @@ def test_a_bad_object_is_named_in_one_line(s3_env: dict[str, str], fleet: Path) 
     line = out.stderr.strip()
     assert "\n" not in line and f"s3://{BUCKET}/fleet/host=" in line and "--skip-bad" in line
     assert SECRET not in out.stdout + out.stderr
+    on_spark = cli(
+        s3_env,
+        *("report", f"s3://{BUCKET}/fleet/host=host-b/", "latency"),
+        *("--engine", "spark", "--spark-master", "local[2]"),
+    )  # PySpark's own Hadoop has no s3a filesystem: one line, bad input, not an internal error
+    lines = [x for x in on_spark.stderr.splitlines() if x.startswith("sockopt-trace:")]
+    assert on_spark.returncode == 2 and len(lines) == 1 and "s3a" in lines[0], on_spark.stderr
+    assert "Traceback" not in on_spark.stderr and SECRET not in on_spark.stderr
     missing = cli(s3_env, "report", "s3://no-such-bucket/x/", "latency")
     assert missing.returncode != 0 and "\n" not in missing.stderr.strip()
     assert "Traceback" not in missing.stderr and SECRET not in missing.stderr

@@ -114,3 +114,62 @@ def test_pages_and_diff_say_they_estimate(tmp_path: Path) -> None:
     assert "sampled (--max-rate 500 calls/s)" in report_html([tmp_path / "s"])
     page = diff_html([tmp_path / "t"], [tmp_path / "s"])
     assert "new: sampled (--max-rate 500 calls/s)" in page
+
+
+# Every query that takes percentiles (through queries/lib/percentiles.sql), with its options.
+PERCENTILE_REPORTS: list[tuple[str, list[str] | None, dict[str, Any]]] = [
+    ("latency", None, {"top": 0}),
+    ("latency", ["host", "pid", "tid"], {"top": 0}),  # many small groups, single-row ones
+    ("callsites", None, {"top": 0}),
+    ("processes", ["tid", "comm"], {"top": 0}),
+    ("timeline", None, {"interval": "1ms"}),
+    ("values", None, {"top": 0}),
+    ("values", ["peer", "state"], {"top": 0}),
+]
+
+
+def weighted_and_expanded(directory: Path, n: int = 30_000, seed: int = 21) -> list[Path]:
+    """The same calls twice: rows with random weights 1..12 (latencies coarsened so that they
+    tie), and each of those rows repeated `weight` times with weight 1; and the rows alone
+    (weight 1), which must not give the same percentiles."""
+    table = synth_events(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    coarse = pc.multiply(pc.divide(table.column("latency_ns"), 40), 40)
+    table = table.set_column(table.schema.get_field_index("latency_ns"), "latency_ns", coarse)
+    weights = rng.integers(1, 13, table.num_rows).astype(np.int32)
+    column = table.schema.get_field_index("weight")
+    weighted = table.set_column(column, "weight", pa.array(weights))
+    expanded = table.take(pa.array(np.repeat(np.arange(table.num_rows), weights)))
+    plain = table.set_column(column, "weight", pa.array(np.ones(n, dtype=np.int32)))
+    tables = {"weighted": weighted, "expanded": expanded, "plain": plain}
+    return [write(directory / name, t).parent for name, t in tables.items()]
+
+
+def test_weighted_percentiles_equal_those_of_the_calls_expanded(tmp_path: Path) -> None:
+    """Each row counted as `weight` calls: every percentile (and count, mean, rate) of every
+    report, of the HTML page and of diff equals, to the last digit, the report over the data
+    with each row repeated `weight` times."""
+    from sockopt_trace.analyzer.diff import diff
+    from sockopt_trace.analyzer.htmlreport.data import overall_distribution
+
+    weighted, expanded, plain = weighted_and_expanded(tmp_path)
+    for name, by, params in PERCENTILE_REPORTS:
+        got = report(weighted, name, by=by, params=params)
+        want = report(expanded, name, by=by, params=params)
+        assert got == want and len(got) > 1, (name, by)
+        if name == "latency" and by is None:  # the rows alone give other percentiles
+            rows = report(plain, name, by=by, params=params)
+            assert [r["p50_ns"] for r in rows] != [r["p50_ns"] for r in got]
+    pages = [overall_distribution(load([rec]), []).percentiles for rec in (weighted, expanded)]
+    assert pages[0] == pages[1] and len(pages[0]) == 4
+    base = tmp_path / "base"
+    write(base, synth_events(20_000, seed=22))
+    sides = [diff([base], [rec], by=["comm", "optname"]) for rec in (weighted, expanded)]
+    groups = [
+        [
+            (g.key, g.calls, g.rate.new, {m: c.new for m, c in g.percentiles.items()})
+            for g in s.groups
+        ]
+        for s in sides
+    ]
+    assert groups[0] == groups[1] and any(g[3]["p99"] for g in groups[0])
