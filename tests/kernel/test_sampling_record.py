@@ -2,8 +2,10 @@
 
 Every failed call and the first call of each call site must be kept with weight 1; the sum of
 weights of each kind of successful call must estimate its true count within what Bernoulli
-sampling allows (six standard deviations, estimated from the weights themselves); and the files'
-events + sampled_out must equal the calls made, exactly.
+sampling allows (six standard deviations, estimated from the weights themselves); the files'
+events + sampled_out must equal the calls made, exactly; and the latency report's percentiles
+must be those of the calls the rows stand for: DuckDB's quantile_cont over the rows repeated
+`weight` times, to the last digit.
 """
 
 from __future__ import annotations
@@ -68,3 +70,37 @@ def test_max_rate_keeps_errors_and_first_calls_and_estimates_the_rest(
         mine = sites.filter(pc.starts_with(sites.column("callsite"), function))
         first = int(pc.index(mine.column("ts_ns"), pc.min(mine.column("ts_ns"))).as_py())
         assert mine.column("weight")[first].as_py() == 1
+
+    _percentiles_weigh_rows(out, files)
+
+
+def _percentiles_weigh_rows(out: Path, files: list[Path]) -> None:
+    """The latency report over the real sampled recording against quantile_cont over its rows
+    each repeated `weight` times (what the sample stands for)."""
+    import duckdb
+    import pyarrow as pa
+
+    from sockopt_trace.analyzer.load import load
+    from sockopt_trace.analyzer.reports import run_report
+
+    rows = pq.read_table(files, columns=["level", "optname", "latency_ns", "weight"])
+    weights = rows.column("weight").to_numpy().astype(np.int64)
+    expanded = rows.take(pa.array(np.repeat(np.arange(rows.num_rows), weights)))
+    fractions = {"p50_ns": 0.5, "p90_ns": 0.9, "p99_ns": 0.99, "p999_ns": 0.999}
+    picks = ", ".join(f"quantile_cont(latency_ns, {f}) AS {c}" for c, f in fractions.items())
+    con = duckdb.connect()
+    con.register("expanded", expanded)
+    want = {
+        (r[0], r[1]): r[2:]
+        for r in con.execute(
+            f"SELECT level, optname, count(*), {picks} FROM expanded GROUP BY level, optname"
+        ).fetchall()
+    }
+    result = run_report(
+        load([out]).con, "latency", by=["level", "optname"], params={"top": 0}, raw=True
+    )
+    got = {}
+    for values in result.rows:
+        row = dict(zip(result.columns, values, strict=True))
+        got[(row["level"], row["optname"])] = (row["calls"], *(row[c] for c in fractions))
+    assert got == want and len(got) == len({(c[1], c[2]) for c in CALLS})
