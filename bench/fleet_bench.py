@@ -9,10 +9,10 @@ The recording is written once under --dir as fleet-N/host=host-X/date=2023-11-14
 hosts, a quarter of the events each, tests/synth.py rows) and uploaded to the server on each
 run (moto keeps objects in memory). Each timing is one whole command as a user runs it
 (`sockopt-trace report ...`, `sockopt-trace diff ...`) in a process of its own, Python and,
-for Spark, JVM start-up included; peak RSS is the command's and its children's (the JVM),
-from wait4; the S3 server's own memory is not counted. Runs are interleaved, medians reported.
-diff compares host-a with host-b. It has no Spark form yet (its statistics run in numpy over
-DuckDB's rows), so it is timed on DuckDB only.
+for Spark, JVM start-up included; peak RSS is the command's (and the children
+it reaps) from wait4; the S3 server's own memory is not counted. Runs are interleaved, medians reported.
+diff compares host-a with host-b. For Spark, "JVM peak RSS" is the largest peak RSS (VmHWM) of
+one process the command started, polled from /proc: the JVM, which wait4 never sees.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -110,14 +111,7 @@ def commands(root: Path, engine: str) -> dict[str, list[str]]:
         "latency": ["report", f"{where}/", "latency", "-f", "csv", *extra],
         "callsites": ["report", f"{where}/", "callsites", "-f", "csv", *extra],
     }
-    if engine != "spark":
-        cmds["diff"] = [
-            "diff",
-            f"{where}/host=host-a/",
-            f"{where}/host=host-b/",
-            "-f",
-            "csv",
-        ]
+    cmds["diff"] = ["diff", f"{where}/host=host-a/", f"{where}/host=host-b/", "-f", "csv", *extra]
     return cmds
 
 
@@ -125,7 +119,60 @@ class Failed(Exception):
     """A command that exited with an error: its status and the last line it wrote."""
 
 
-def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, theirs, ...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def high_water(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM), in bytes; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class ChildPeaks(threading.Thread):
+    """Polls the command's descendants every 50 ms for their peak RSS (VmHWM, kept by the
+    kernel, so polling cannot miss a peak, only a process that lives under 50 ms): PySpark's
+    JVM is started by the command but never reaped by it, so wait4 does not see it."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peaks, self.done = pid, dict[int, int](), threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            for child in descendants(self.pid):
+                self.peaks[child] = max(self.peaks.get(child, 0), high_water(child))
+
+    def stop(self) -> int:
+        """The largest peak RSS of one descendant (the JVM, for Spark), in bytes."""
+        self.done.set()
+        self.join()
+        return max(self.peaks.values(), default=0)
+
+
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, int, str]:
+    """(seconds, the command's peak RSS from wait4, its descendants' largest peak RSS, stdout)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(
@@ -136,7 +183,10 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
             text=True,
         )
         assert child.stdout is not None
+        peaks = ChildPeaks(child.pid)
+        peaks.start()
         out = child.stdout.read()
+        child_peak = peaks.stop()  # before the wait: the JVM is gone soon after
         _, status, usage = os.wait4(child.pid, 0)
         elapsed = time.perf_counter() - started
         code = os.waitstatus_to_exitcode(status)
@@ -144,7 +194,7 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
             err.seek(0)
             last = (err.read().strip().splitlines() or [""])[-1]
             raise Failed(f"status {code}: {last}")
-    return elapsed, usage.ru_maxrss * 1024, out
+    return elapsed, usage.ru_maxrss * 1024, child_peak, out
 
 
 def main() -> None:
@@ -163,6 +213,7 @@ def main() -> None:
         answers: dict[str, set[str]] = {}
         times: dict[tuple[str, str], list[float]] = {k: [] for k in plan}
         peaks = dict.fromkeys(plan, 0)
+        jvm_peaks = dict.fromkeys(plan, 0)
         failed: dict[tuple[str, str], str] = {}
         load_before = os.getloadavg()[0]
         for _ in range(args.repeats):
@@ -170,12 +221,15 @@ def main() -> None:
                 if key in failed:
                     continue
                 try:
-                    seconds, peak, out = run(argv, s3_env if key[0] == "duckdb-s3" else {})
+                    seconds, peak, child_peak, out = run(
+                        argv, s3_env if key[0] == "duckdb-s3" else {}
+                    )
                 except Failed as err:  # said in the table, not timed again
                     failed[key] = str(err)
                     continue
                 times[key].append(seconds)
                 peaks[key] = max(peaks[key], peak)
+                jvm_peaks[key] = max(jvm_peaks[key], child_peak)
                 answers.setdefault(key[1], set()).add(out)
     finally:
         if server is not None:
@@ -185,15 +239,16 @@ def main() -> None:
         f"{events:,} events on {len(HOSTS)} hosts, median of {args.repeats} interleaved runs, "
         f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after\n"
     )
-    print("| engine | command | median s | min s | max s | peak RSS |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| engine | command | median s | min s | max s | peak RSS | JVM peak RSS |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for (engine, name), t in times.items():
         if (engine, name) in failed:
-            print(f"| {engine} | {name} | failed ({failed[(engine, name)]}) | | | |")
+            print(f"| {engine} | {name} | failed ({failed[(engine, name)]}) | | | | |")
             continue
+        jvm = f"{jvm_peaks[(engine, name)] / 2**20:,.0f} MiB" if engine == "spark" else ""
         print(
             f"| {engine} | {name} | {statistics.median(t):.1f} | {min(t):.1f} | {max(t):.1f} | "
-            f"{peaks[(engine, name)] / 2**20:,.0f} MiB |"
+            f"{peaks[(engine, name)] / 2**20:,.0f} MiB | {jvm} |"
         )
     same = {name: len(outs) == 1 for name, outs in answers.items()}
     print(f"\nthe same output from every engine and run: {same}")
