@@ -9,8 +9,8 @@ The recording is written once under --dir as fleet-N/host=host-X/date=2023-11-14
 hosts, a quarter of the events each, tests/synth.py rows) and uploaded to the server on each
 run (moto keeps objects in memory). Each timing is one whole command as a user runs it
 (`sockopt-trace report ...`, `sockopt-trace diff ...`) in a process of its own, Python and,
-for Spark, JVM start-up included; peak RSS is the command's (and the children
-it reaps) from wait4; the S3 server's own memory is not counted. Runs are interleaved, medians reported.
+for Spark, JVM start-up included; peak RSS is the command's (and the children it reaps) from
+wait4; the S3 server's own memory is not counted. Runs are interleaved, medians reported.
 diff compares host-a with host-b. For Spark, "JVM peak RSS" is the largest peak RSS (VmHWM) of
 one process the command started, polled from /proc: the JVM, which wait4 never sees.
 """
