@@ -56,7 +56,7 @@ PERF_EVENTS = ["-e", "syscalls:sys_enter_getsockopt", "-e", "syscalls:sys_exit_g
 TRACED = [
     "bare",
     "record",
-    "record --no-context",  # the defaults before issue 16 (no cgroup, socket, value)
+    "record --context",  # issue 16's cgroup, socket and value columns
     "record --no-callsites",
     "bpftrace",
     "perf record",
@@ -241,7 +241,7 @@ def run_config(name: str, loop: list[str], rec: list[str], tmp: Path) -> dict:
         "bare": loop,
         "record": [*record, "--", *loop],
         "record --no-callsites": [*record, "--no-callsites", "--", *loop],
-        "record --no-context": [*record, "--no-context", "--", *loop],
+        "record --context": [*record, "--context", "--", *loop],
         "bpftrace": ["bpftrace", "-e", BPFTRACE_SCRIPT, "-c", shlex.join(loop)],
         "perf record": ["perf", "record", *PERF_EVENTS, "-o", str(data), "--", *loop],
         "empty BPF probes": ["bpftrace", "-e", EMPTY_SCRIPT, "-c", shlex.join(loop)],
