@@ -126,8 +126,7 @@ def _row(s: RecordingSummary, more: list[str]) -> tuple[Any, ...]:
 
 
 def files_result(rec: Recording) -> Result:
-    table = files_table(rec).select(FILE_COLUMNS)
-    rows = [tuple(r.values()) for r in table.to_pylist()]
+    rows = files_table(rec).select(FILE_COLUMNS).rows()
     return Result(FILE_COLUMNS, rows, "files", keep=FILE_KEEP, drop=FILE_DROP)
 
 

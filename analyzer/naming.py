@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow as pa
-
 from sockopt_trace.analyzer.recording import Recording
 from sockopt_trace.analyzer.sidecar import Sidecar, local_files, symbols_table
+from sockopt_trace.analyzer.tables import Table
 from sockopt_trace.errors import UserError
 
 
-def prepare(recordings: Sequence[Recording]) -> tuple[pa.Table, list[str]]:
+def prepare(recordings: Sequence[Recording]) -> tuple[Table, list[str]]:
     """The symbols the views of these recordings should use: their sidecars, after naming what
     their recorders left unnamed and no sidecar covers yet (from /usr/lib/debug and
     DEBUGINFOD_URLS); and what the user should know about it."""

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from sockopt_trace import schema
 from sockopt_trace.analyzer import storage
+from sockopt_trace.analyzer.footer import FooterError, read_footer
 from sockopt_trace.analyzer.storage import ObjectPath, Prune
 from sockopt_trace.analyzer.timespec import iso
 from sockopt_trace.errors import UserError
@@ -372,28 +370,25 @@ def read_file(path: FilePath) -> RecordingFile:
         if isinstance(path, ObjectPath):
             size = storage.size(path)
             source: Any = storage.open_input(path)
-            magic = source.read(4)
         else:
             size = path.stat().st_size
-            source = path
-            with path.open("rb") as fh:
-                magic = fh.read(4)
+            source = path.open("rb")
     except OSError as err:
         raise BadFile(f"cannot read: {err.strerror or first_line(err)}") from None
-    if size == 0:
-        raise BadFile("empty file (0 bytes), not a Parquet file; delete it")
-    if magic != b"PAR1":
-        raise BadFile("not a Parquet file")
-    try:
-        pf = pq.ParquetFile(source)
-    except (pa.ArrowException, OSError, ValueError) as err:
-        raise BadFile(
-            "truncated or damaged Parquet file (no readable footer): it was not closed "
-            f"cleanly; delete it or recopy it ({first_line(err)})"
-        ) from None
-    meta = parse_metadata((pf.metadata.metadata or {}).get(schema.METADATA_KEY))
-    columns = check_columns(pf.schema_arrow)
-    return RecordingFile(path, meta, pf.metadata.num_rows, columns)
+    with source:
+        if size == 0:
+            raise BadFile("empty file (0 bytes), not a Parquet file; delete it")
+        try:
+            if source.read(4) != b"PAR1":
+                raise BadFile("not a Parquet file")
+            footer = read_footer(source, size)
+        except (FooterError, OSError) as err:
+            raise BadFile(
+                "truncated or damaged Parquet file (no readable footer): it was not closed "
+                f"cleanly; delete it or recopy it ({first_line(err)})"
+            ) from None
+    meta = parse_metadata(footer.metadata.get(schema.METADATA_KEY))
+    return RecordingFile(path, meta, footer.num_rows, check_columns(footer.columns))
 
 
 def parse_metadata(raw: bytes | None) -> RecordingMetadata:
@@ -410,28 +405,19 @@ def parse_metadata(raw: bytes | None) -> RecordingMetadata:
         raise BadFile(f"unreadable '{key}' metadata: {err}") from None
 
 
-def check_columns(file_schema: pa.Schema) -> tuple[str, ...]:
-    """Every contract column present with its type, context columns checked where present
-    (extra columns are allowed, and columns added since the format began may be missing).
-    Raises BadFile."""
+def check_columns(columns: dict[str, str]) -> tuple[str, ...]:
+    """Every contract column present with its type (`columns`: name -> type, as the footer
+    says), context columns checked where present (extra columns are allowed, and columns added
+    since the format began may be missing). Raises BadFile."""
     for name, (typ, _) in {**schema.COLUMNS, **schema.CONTEXT_COLUMNS}.items():
-        index = file_schema.get_field_index(name)
-        if index < 0 and (name in schema.CONTEXT_COLUMNS or name in schema.ADDED_COLUMNS):
+        found = columns.get(name)
+        if found is None and (name in schema.CONTEXT_COLUMNS or name in schema.ADDED_COLUMNS):
             continue  # recorded only when asked for, or by newer recorders
-        if index < 0:
+        if found is None:
             raise BadFile(f"column '{name}' is missing: not a {schema.FORMAT_NAME} recording")
-        found = file_schema.field(index).type
-        if not _same_type(found, typ):
+        if found != typ:  # Parquet has one string type: dictionaries, large strings alike
             raise BadFile(f"column '{name}' has type {found}, expected {typ}")
-    return tuple(file_schema.names)
-
-
-def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
-    if pa.types.is_dictionary(found):
-        found = found.value_type
-    if pa.types.is_string(expected):
-        return pa.types.is_string(found) or pa.types.is_large_string(found)
-    return found == expected
+    return tuple(columns)
 
 
 def first_line(err: BaseException) -> str:

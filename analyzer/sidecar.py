@@ -16,23 +16,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from sockopt_trace.analyzer.recording import Recording, RecordingFile
+from sockopt_trace.analyzer.tables import Table, strings
 
 NAME = "sockopt-trace.symbols"
 META_KEY = b"sockopt_trace_symbols"
 VERSION = 1
-SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string()),  # KEY:0xADDRESS
-        pa.field("callsite", pa.string()),  # function+0xoff (file:line) > inlined (file:line)
-        pa.field("frames", pa.string()),  # outer;...;inner function names (inlined expanded)
-        pa.field("source", pa.string()),  # file:line of the innermost frame, "" without lines
-        pa.field("origin", pa.string()),  # where the names came from
-        pa.field("recorded", pa.string()),  # the recorder's text for it as a call site, if one
-    ]
+# Its columns, all strings. pyarrow is imported only where a sidecar is read or written:
+# most reports have none, and its import is a third of a small report's start-up.
+COLUMNS = (
+    "key",  # KEY:0xADDRESS
+    "callsite",  # function+0xoff (file:line) > inlined (file:line)
+    "frames",  # outer;...;inner function names (inlined expanded)
+    "source",  # file:line of the innermost frame, "" without lines
+    "origin",  # where the names came from
+    "recorded",  # the recorder's text for it as a call site, if one
 )
 
 
@@ -56,12 +54,14 @@ class Sidecar:
         sidecar = cls(directory / NAME)
         if not sidecar.path.exists():
             return sidecar
+        import pyarrow.parquet as pq
+
         try:
             pf = pq.ParquetFile(sidecar.path)
             meta = json.loads((pf.metadata.metadata or {})[META_KEY])
             if meta.get("version") != VERSION:
                 raise ValueError(f"version {meta.get('version')!r}")
-            table = pf.read(columns=SCHEMA.names)
+            table = pf.read(columns=list(COLUMNS))
         except Exception as err:  # any damage: reports go on without it, and say so
             sidecar.problem = f"{sidecar.path}: unreadable symbols sidecar, ignored ({err})"
             return sidecar
@@ -78,8 +78,12 @@ class Sidecar:
 
     def write(self) -> None:
         """Written under a temporary name and renamed: a reader never sees half of it."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         rows = [self.rows[key] for key in sorted(self.rows)]
-        table = pa.Table.from_pylist(rows, SCHEMA)
+        schema = pa.schema([pa.field(name, pa.string()) for name in COLUMNS])
+        table = pa.Table.from_pylist(rows, schema)
         meta = {"version": VERSION, "files": sorted(self.files)}
         table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
         partial = self.path.with_name(f".{NAME}.{os.getpid()}")
@@ -90,13 +94,14 @@ class Sidecar:
             partial.unlink(missing_ok=True)
 
 
-def symbols_table(sidecars: Sequence[Sidecar]) -> pa.Table:
+def symbols_table(sidecars: Sequence[Sidecar]) -> Table:
     """Every row of these sidecars, one per key (the first sidecar that has a key wins)."""
     rows: dict[str, dict[str, str | None]] = {}
     for sidecar in sidecars:
         for key, row in sidecar.rows.items():
             rows.setdefault(key, row)
-    return pa.Table.from_pylist(list(rows.values()), SCHEMA)
+    kept = list(rows.values())
+    return Table({name: strings([row.get(name) for row in kept]) for name in COLUMNS})
 
 
 def local_files(rec: Recording) -> list[tuple[Path, RecordingFile]]:

@@ -262,10 +262,11 @@ def register(
     union.createOrReplaceTempView(f"{names.events_all}_raw")
     decoded = decoded_sql(f"{names.events_all}_raw")
     con.sql(to_spark(f"CREATE OR REPLACE TEMPORARY VIEW {names.events_all} AS {decoded}"))
-    spark.createDataFrame(files_table(rec)).createOrReplaceTempView(names.files)
-    spark.createDataFrame(recordings_table(spans)).createOrReplaceTempView(names.recordings)
+    spark.createDataFrame(files_table(rec).to_arrow()).createOrReplaceTempView(names.files)
+    recordings = recordings_table(spans).to_arrow()
+    spark.createDataFrame(recordings).createOrReplaceTempView(names.recordings)
     for name, table in name_tables().items():
-        spark.createDataFrame(table).createOrReplaceTempView(name)
+        spark.createDataFrame(table.to_arrow()).createOrReplaceTempView(name)
 
 
 _SPARK_TYPES = {"int32": "int", "int64": "bigint", "string": "string"}

@@ -2,7 +2,7 @@
 
 Reading goes through pyarrow's own filesystems (in the pyarrow wheel: nothing to download at
 run time, unlike DuckDB's httpfs extension, which these machines cannot fetch): pyarrow lists
-the files and reads their footers for validation, and DuckDB reads the rows through the same
+the files and opens them for `footer.read_footer`, and DuckDB reads the rows through the same
 filesystem, registered on its connection as an fsspec filesystem. Credentials come from the
 usual places (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, AWS_PROFILE and
 ~/.aws/credentials, instance roles: the AWS SDK's chain) and are never printed; the endpoint of
@@ -21,12 +21,13 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pyarrow.fs as pafs
-
 from sockopt_trace.errors import UserError
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 SCHEMES = ("s3", "gs", "gcs", "az", "abfs")
 _URL = re.compile(r"^([a-z0-9]+)://(.*)$")
@@ -70,7 +71,10 @@ def parse_url(spec: str) -> ObjectPath:
 
 @functools.cache
 def filesystem(scheme: str) -> pafs.FileSystem:
-    """pyarrow's filesystem for `scheme`, configured from the environment (one per process)."""
+    """pyarrow's filesystem for `scheme`, configured from the environment (one per process).
+    pyarrow is imported here, for object storage only: local reports start without it."""
+    import pyarrow.fs as pafs
+
     try:
         if scheme == "s3":
             return pafs.S3FileSystem(**s3_options(os.environ))
@@ -103,6 +107,8 @@ def s3_options(env: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
 
 def list_files(prefix: ObjectPath, suffixes: tuple[str, ...]) -> list[ObjectPath]:
     """Every object under `prefix` (a "directory") or `prefix` itself, ending in a suffix."""
+    import pyarrow.fs as pafs
+
     fs = filesystem(prefix.scheme)
     try:
         info = fs.get_file_info(prefix.key.rstrip("/"))
@@ -121,7 +127,7 @@ def list_files(prefix: ObjectPath, suffixes: tuple[str, ...]) -> list[ObjectPath
 
 
 def open_input(path: ObjectPath) -> Any:
-    """A random-access file (what pyarrow.parquet reads footers from)."""
+    """A random-access file (what footers are read from: footer.read_footer)."""
     return filesystem(path.scheme).open_input_file(path.key)
 
 

@@ -10,14 +10,13 @@ import shlex
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer.filters import Window
 from sockopt_trace.analyzer.recording import Recording, RecordingFile
 from sockopt_trace.analyzer.span import recording_spans, wall_clock_ns
+from sockopt_trace.analyzer.tables import Column, Table, integers, strings, timestamps
+from sockopt_trace.analyzer.timespec import to_datetime
 from sockopt_trace.ledger import Ledger
 from sockopt_trace.schema import RecordingMetadata
 
@@ -185,32 +184,32 @@ def stacks_setting(meta: RecordingMetadata) -> str:
     return meta.stacks
 
 
-def files_table(rec: Recording) -> pa.Table:
+def files_table(rec: Recording) -> Table:
     """One row per file, from its metadata (the `files` table of the views, and `info`)."""
     metas = [f.meta for f in rec.files]
-    cols: dict[str, Any] = {
-        "path": [str(f.path) for f in rec.files],
-        "host": [m.host for m in metas],
-        "kernel": [m.kernel for m in metas],
-        "probe": [m.probe for m in metas],
-        "recorder_version": [m.recorder_version for m in metas],
-        "recording_id": [m.recording_id for m in metas],
-        "sequence": pa.array([m.sequence for m in metas], pa.int64()),
-        "start_time": pa.array([m.start_ns // 1000 for m in metas], pa.timestamp("us")),
-        "end_time": pa.array([m.end_ns // 1000 for m in metas], pa.timestamp("us")),
-        "start_ns": pa.array([m.start_ns for m in metas], pa.int64()),
-        "end_ns": pa.array([m.end_ns for m in metas], pa.int64()),
-        "events": pa.array([f.rows for f in rec.files], pa.int64()),
-        "lost": pa.array([m.lost_total for m in metas], pa.int64()),
+    cols: dict[str, Column] = {
+        "path": strings([str(f.path) for f in rec.files]),
+        "host": strings([m.host for m in metas]),
+        "kernel": strings([m.kernel for m in metas]),
+        "probe": strings([m.probe for m in metas]),
+        "recorder_version": strings([m.recorder_version for m in metas]),
+        "recording_id": strings([m.recording_id for m in metas]),
+        "sequence": integers([m.sequence for m in metas]),
+        "start_time": timestamps([to_datetime(m.start_ns) for m in metas]),
+        "end_time": timestamps([to_datetime(m.end_ns) for m in metas]),
+        "start_ns": integers([m.start_ns for m in metas]),
+        "end_ns": integers([m.end_ns for m in metas]),
+        "events": integers([f.rows for f in rec.files]),
+        "lost": integers([m.lost_total for m in metas]),
     }
     for reason in (*schema.LOSS_REASONS, *schema.RETIRED_LOSS_REASONS):
-        cols[f"lost_{reason}"] = pa.array([m.lost.get(reason, 0) for m in metas], pa.int64())
-    cols["stacks"] = [m.stacks for m in metas]
-    cols["stack_sample_period"] = pa.array([m.stack_sample_period for m in metas], pa.int64())
-    cols["stacks_lost"] = pa.array([m.stacks_lost for m in metas], pa.int64())
-    cols["filters"] = [json.dumps(m.filters.as_dict(), sort_keys=True) for m in metas]
-    cols["command_line"] = [shlex.join(m.command_line) for m in metas]
-    return pa.table(cols)
+        cols[f"lost_{reason}"] = integers([m.lost.get(reason, 0) for m in metas])
+    cols["stacks"] = strings([m.stacks for m in metas])
+    cols["stack_sample_period"] = integers([m.stack_sample_period for m in metas])
+    cols["stacks_lost"] = integers([m.stacks_lost for m in metas])
+    cols["filters"] = strings([json.dumps(m.filters.as_dict(), sort_keys=True) for m in metas])
+    cols["command_line"] = strings([shlex.join(m.command_line) for m in metas])
+    return Table(cols)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # kept light: dimensions.py, which the CLI's help reads, impo
     from collections.abc import Callable
 
     import duckdb
-    import pyarrow as pa
+
+    from sockopt_trace.analyzer.tables import Table
 
 CALLSITE_KEYS = ("callsite_recorded",)
 STACK_KEYS = ("stack_recorded", "stack_locations")
@@ -48,16 +49,16 @@ def _unambiguous(recorded: list[str | None], names: list[str]) -> dict[str, str]
     return {text: next(iter(found)) for text, found in seen.items() if len(found) == 1}
 
 
-def macros(symbols: pa.Table | None) -> list[str]:
+def macros(symbols: Table | None) -> list[str]:
     """The label macros: the identity without symbols."""
     if symbols is None or not symbols.num_rows:
         return [
             "CREATE OR REPLACE MACRO callsite_label(c) AS c",
             "CREATE OR REPLACE MACRO stack_label(s, l) AS s",
         ]
-    keys = symbols["key"].to_pylist()
-    frames = _map(keys, symbols["frames"].to_pylist())
-    texts = _unambiguous(symbols["recorded"].to_pylist(), symbols["callsite"].to_pylist())
+    keys = symbols.column("key")
+    frames = _map(keys, symbols.column("frames"))
+    texts = _unambiguous(symbols.column("recorded"), symbols.column("callsite"))
     callsites = _map(list(texts), list(texts.values())) if texts else "MAP {}"
     return [
         f"CREATE OR REPLACE MACRO callsite_label(c) AS coalesce({callsites}[c], c)",
@@ -70,13 +71,12 @@ def macros(symbols: pa.Table | None) -> list[str]:
     ]
 
 
-def setup(symbols: pa.Table) -> Callable[..., list[str]]:
+def setup(symbols: Table) -> Callable[..., list[str]]:
     """A connection setup hook (database.Setup) that puts `symbols` on the connection: the
     `symbols` table and the label macros over it. Nothing is read after sealing."""
 
     def register(con: duckdb.DuckDBPyConnection, _loaded: object) -> list[str]:
-        con.execute("DROP TABLE IF EXISTS symbols")
-        con.from_arrow(symbols).create("symbols")
+        symbols.create(con, "symbols")
         for macro in macros(symbols):
             con.execute(macro)
         return []

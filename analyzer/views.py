@@ -34,7 +34,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer import names, storage, symbolviews
@@ -49,6 +48,7 @@ from sockopt_trace.analyzer.recording import (
 from sockopt_trace.analyzer.span import RecordingSpan, recording_spans
 from sockopt_trace.analyzer.storage import ObjectPath
 from sockopt_trace.analyzer.summary import files_table
+from sockopt_trace.analyzer.tables import Table, doubles, integers, strings
 from sockopt_trace.errors import UserError
 
 
@@ -154,9 +154,8 @@ def _create_views(
 ) -> tuple[Window, dict[str, RecordingSpan]]:
     window = filters.window(rec.start_ns)
     spans = recording_spans(rec.files, window)
-    con.execute(f"DROP TABLE IF EXISTS {names.files}")
-    con.from_arrow(files_table(rec)).create(names.files)
-    _create_recordings(con, spans, names.recordings)
+    files_table(rec).create(con, names.files)
+    recordings_table(spans).create(con, names.recordings)
     try:
         # DuckDB parses footers with its own reader, and a file's only when a scan reaches it:
         # read them all now, so that damage pyarrow missed is named here, not mid-report.
@@ -167,24 +166,17 @@ def _create_views(
     return window, spans
 
 
-def _create_recordings(
-    con: duckdb.DuckDBPyConnection, spans: Mapping[str, RecordingSpan], name: str
-) -> None:
-    con.execute(f"DROP TABLE IF EXISTS {name}")
-    con.from_arrow(recordings_table(spans)).create(name)
-
-
-def recordings_table(spans: Mapping[str, RecordingSpan]) -> pa.Table:
+def recordings_table(spans: Mapping[str, RecordingSpan]) -> Table:
     """The `recordings` table: each recording's span within --since/--until (see `span`)."""
     rows = sorted(spans.values(), key=lambda s: s.recording_id)
-    return pa.table(
+    return Table(
         {
-            "recording_id": [s.recording_id for s in rows],
-            "host": [s.host for s in rows],
-            "start_ns": pa.array([s.start_ns for s in rows], pa.int64()),
-            "end_ns": pa.array([s.end_ns for s in rows], pa.int64()),
-            "span_ns": pa.array([s.covered_ns for s in rows], pa.int64()),
-            "recording_span_s": pa.array([s.seconds for s in rows], pa.float64()),
+            "recording_id": strings([s.recording_id for s in rows]),
+            "host": strings([s.host for s in rows]),
+            "start_ns": integers([s.start_ns for s in rows]),
+            "end_ns": integers([s.end_ns for s in rows]),
+            "span_ns": integers([s.covered_ns for s in rows]),
+            "recording_span_s": doubles([s.seconds for s in rows]),
         }
     )
 
@@ -287,7 +279,7 @@ def _neutral_where_missing(files: Sequence[RecordingFile]) -> str:
     )
 
 
-_SQL_TYPES = {pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.string(): "VARCHAR"}
+_SQL_TYPES = {"int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR"}
 
 
 def span_seconds(span: RecordingSpan | None) -> str:
@@ -298,30 +290,33 @@ def span_seconds(span: RecordingSpan | None) -> str:
 
 def _create_name_tables(con: duckdb.DuckDBPyConnection) -> None:
     for name, table in name_tables().items():
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-        con.from_arrow(table).create(name)
+        table.create(con, name)
 
 
-def name_tables() -> dict[str, pa.Table]:
+def name_tables() -> dict[str, Table]:
     """level_names, optname_names, errno_names: the tables of `names`, for ad hoc joins."""
-    tables = {
-        "level_names": {
-            "level": pa.array(list(names.LEVELS), pa.int32()),
-            "level_name": list(names.LEVELS.values()),
-        },
-        "optname_names": {
-            "level": pa.array(
-                [lv for lv, opts in names.OPTNAMES.items() for _ in opts], pa.int32()
-            ),
-            "optname": pa.array([o for opts in names.OPTNAMES.values() for o in opts], pa.int32()),
-            "optname_name": [n for opts in names.OPTNAMES.values() for n in opts.values()],
-        },
-        "errno_names": {
-            "errno": pa.array(list(names.ERRNOS), pa.int32()),
-            "errno_name": list(names.ERRNOS.values()),
-        },
+    options = [(lv, o, n) for lv, opts in names.OPTNAMES.items() for o, n in opts.items()]
+    return {
+        "level_names": Table(
+            {
+                "level": integers(list(names.LEVELS), big=False),
+                "level_name": strings(list(names.LEVELS.values())),
+            }
+        ),
+        "optname_names": Table(
+            {
+                "level": integers([lv for lv, _, _ in options], big=False),
+                "optname": integers([o for _, o, _ in options], big=False),
+                "optname_name": strings([n for _, _, n in options]),
+            }
+        ),
+        "errno_names": Table(
+            {
+                "errno": integers(list(names.ERRNOS), big=False),
+                "errno_name": strings(list(names.ERRNOS.values())),
+            }
+        ),
     }
-    return {name: pa.table(columns) for name, columns in tables.items()}
 
 
 def register_storage(con: duckdb.DuckDBPyConnection, rec: Recording) -> None:

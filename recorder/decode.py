@@ -94,6 +94,6 @@ CALLSITE_COLUMNS = (
 
 def null_column(name: str, n: int) -> pa.Array:
     """A column of nulls of the format's type for `name` (dictionary-typed for strings)."""
-    if schema.COLUMNS[name][0] == pa.string():
+    if schema.COLUMNS[name][0] == "string":
         return dictionary(np.zeros(n, np.int32), [None])
     return pa.nulls(n, pa.int64())

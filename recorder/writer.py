@@ -47,10 +47,11 @@ LEDGER_EVERY_S = 1.0
 def write_schema(context: bool = False) -> pa.Schema:
     """The columns a file gets (with the context columns if recorded)."""
     columns = {**schema.COLUMNS, **(schema.CONTEXT_COLUMNS if context else {})}
+    strings = pa.dictionary(pa.int32(), pa.string())
     return pa.schema(
         [
-            pa.field(name, pa.dictionary(pa.int32(), pa.string()) if t == pa.string() else t)
-            for name, (t, _) in columns.items()
+            pa.field(f.name, strings) if pa.types.is_string(f.type) else f
+            for f in schema.arrow_schema(columns)
         ]
     )
 

@@ -17,10 +17,12 @@ import dataclasses
 import datetime
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMAT_NAME = "sockopt-trace"
 FORMAT_VERSION = 1
@@ -33,36 +35,39 @@ UNKNOWN_FRAME = "[unknown]"  # a call site or stack frame no symbol names (calls
 FIRST_SEQUENCE = 1  # a recording's files are numbered 1, 2, 3, ... (FileName.sequence)
 LOCK_NAME = ".sockopt-trace.lock"  # held by the recorder writing into a directory
 
+# A column's type, named as Arrow names it (pyarrow.type_for_alias reads it back).
+ColumnType = Literal["int32", "int64", "string"]
+
 # Column name -> (type, meaning). The order is the order in every file.
-COLUMNS: dict[str, tuple[pa.DataType, str]] = {
-    "ts_ns": (pa.int64(), "wall-clock time of syscall entry, ns since the Unix epoch, UTC"),
-    "latency_ns": (pa.int64(), "time from syscall entry to exit, ns"),
-    "host": (pa.string(), "host name of the recording machine"),
-    "pid": (pa.int32(), "process id (kernel tgid)"),
-    "tid": (pa.int32(), "thread id (kernel pid)"),
-    "comm": (pa.string(), "thread name at the time of the call (invalid UTF-8 escaped)"),
-    "uid": (pa.int64(), "real user id"),
-    "fd": (pa.int32(), "socket file descriptor argument"),
-    "level": (pa.int32(), "level argument (SOL_SOCKET=1, IPPROTO_TCP=6, ...)"),
-    "optname": (pa.int32(), "option name argument"),
-    "optlen_in": (pa.int32(), "*optlen passed in (-1 if unreadable)"),
-    "optlen_out": (pa.int32(), "*optlen on return (-1 if unreadable)"),
-    "ret": (pa.int32(), "return value: 0, or -errno"),
-    "callsite": (pa.string(), "the instruction after the call into libc's getsockopt, symbolized"),
-    "stack": (pa.string(), "folded user stack outer;...;inner, null unless stacks were on"),
+COLUMNS: dict[str, tuple[ColumnType, str]] = {
+    "ts_ns": ("int64", "wall-clock time of syscall entry, ns since the Unix epoch, UTC"),
+    "latency_ns": ("int64", "time from syscall entry to exit, ns"),
+    "host": ("string", "host name of the recording machine"),
+    "pid": ("int32", "process id (kernel tgid)"),
+    "tid": ("int32", "thread id (kernel pid)"),
+    "comm": ("string", "thread name at the time of the call (invalid UTF-8 escaped)"),
+    "uid": ("int64", "real user id"),
+    "fd": ("int32", "socket file descriptor argument"),
+    "level": ("int32", "level argument (SOL_SOCKET=1, IPPROTO_TCP=6, ...)"),
+    "optname": ("int32", "option name argument"),
+    "optlen_in": ("int32", "*optlen passed in (-1 if unreadable)"),
+    "optlen_out": ("int32", "*optlen on return (-1 if unreadable)"),
+    "ret": ("int32", "return value: 0, or -errno"),
+    "callsite": ("string", "the instruction after the call into libc's getsockopt, symbolized"),
+    "stack": ("string", "folded user stack outer;...;inner, null unless stacks were on"),
     # Where the call site is, for naming it later from debug information (symbolize)
-    "callsite_object": (pa.string(), "path of the file the call site is in, as mapped"),
-    "callsite_build_id": (pa.string(), "GNU build-id of that file, hex"),
-    "callsite_offset": (pa.int64(), "file offset of the call site in that file"),
-    "callsite_address": (pa.int64(), "ELF virtual address of the call site in that file"),
+    "callsite_object": ("string", "path of the file the call site is in, as mapped"),
+    "callsite_build_id": ("string", "GNU build-id of that file, hex"),
+    "callsite_offset": ("int64", "file offset of the call site in that file"),
+    "callsite_address": ("int64", "ELF virtual address of the call site in that file"),
     "stack_locations": (
-        pa.string(),
+        "string",
         "the stack's frames as BUILDID:0xOFFSET:0xADDRESS (the path where no build-id), "
         "outer;...;inner",
     ),
     # Added in 0.2 (files without it: every row weighs 1). With --max-rate, a successful call
     # is kept with probability 1/period and then stands for `period` calls.
-    "weight": (pa.int32(), "calls this row stands for: 1, or the sampling period (--max-rate)"),
+    "weight": ("int32", "calls this row stands for: 1, or the sampling period (--max-rate)"),
 }
 # Columns files written before they existed lack (still format version 1): readers see nulls.
 ADDED_COLUMNS = (
@@ -76,40 +81,47 @@ ADDED_COLUMNS = (
 # What a reader puts in an added column a file lacks, where NULL would say the wrong thing.
 NEUTRAL_VALUES: dict[str, int] = {"weight": 1}
 
-ARROW_SCHEMA = pa.schema([pa.field(name, typ) for name, (typ, _) in COLUMNS.items()])
+
+def arrow_schema(columns: Mapping[str, tuple[ColumnType, str]] = COLUMNS) -> pa.Schema:
+    """The Arrow schema of these columns (the writers'; the analyzer reads footers without
+    pyarrow, whose import is a third of a small report's start-up)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, pa.type_for_alias(typ)) for name, (typ, _) in columns.items()])
+
 
 # What each call was about (issue 16): columns a file carries when the recorder was asked for
 # them, after COLUMNS. A file without some of them reads as nulls there (the analyzer's views).
-CONTEXT_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+CONTEXT_COLUMNS: dict[str, tuple[ColumnType, str]] = {
     # Which container or service: the caller's cgroup v2, named at record time.
-    "cgroup_id": (pa.int64(), "the caller's cgroup v2 id (the inode number of its directory)"),
-    "cgroup": (pa.string(), "that cgroup's path from the v2 root; null if it was gone unnamed"),
-    "unit": (pa.string(), "the innermost systemd unit in the cgroup path (nginx.service)"),
-    "pod": (pa.string(), "the Kubernetes pod uid in the cgroup path"),
-    "container": (pa.string(), "the container id in the cgroup path (Docker, containerd, ...)"),
+    "cgroup_id": ("int64", "the caller's cgroup v2 id (the inode number of its directory)"),
+    "cgroup": ("string", "that cgroup's path from the v2 root; null if it was gone unnamed"),
+    "unit": ("string", "the innermost systemd unit in the cgroup path (nginx.service)"),
+    "pod": ("string", "the Kubernetes pod uid in the cgroup path"),
+    "container": ("string", "the container id in the cgroup path (Docker, containerd, ...)"),
     # Which socket: null where the fd was not read as a socket.
-    "family": (pa.int32(), "socket address family (AF_UNIX=1, AF_INET=2, AF_INET6=10, ...)"),
-    "sock_type": (pa.int32(), "socket type (SOCK_STREAM=1, SOCK_DGRAM=2, ...)"),
-    "protocol": (pa.int32(), "socket protocol (IPPROTO_TCP=6, IPPROTO_UDP=17, ...)"),
-    "state": (pa.int32(), "sk_state after the call: TCP state numbers (Unix and UDP use them)"),
-    "local_addr": (pa.string(), "local IP address, or for AF_UNIX the bound path (@: abstract)"),
-    "local_port": (pa.int32(), "local port (inet)"),
-    "peer_addr": (pa.string(), "peer IP address, or the peer's Unix path; null: no peer"),
-    "peer_port": (pa.int32(), "peer port (inet); null: no peer"),
+    "family": ("int32", "socket address family (AF_UNIX=1, AF_INET=2, AF_INET6=10, ...)"),
+    "sock_type": ("int32", "socket type (SOCK_STREAM=1, SOCK_DGRAM=2, ...)"),
+    "protocol": ("int32", "socket protocol (IPPROTO_TCP=6, IPPROTO_UDP=17, ...)"),
+    "state": ("int32", "sk_state after the call: TCP state numbers (Unix and UDP use them)"),
+    "local_addr": ("string", "local IP address, or for AF_UNIX the bound path (@: abstract)"),
+    "local_port": ("int32", "local port (inet)"),
+    "peer_addr": ("string", "peer IP address, or the peer's Unix path; null: no peer"),
+    "peer_port": ("int32", "peer port (inet); null: no peer"),
     # What the call returned (successful calls only; null otherwise).
-    "value": (pa.int64(), "*optval as an integer (4 bytes: int32; 8 or more: the first 8)"),
-    "tcpi_state": (pa.int32(), "TCP_INFO: tcpi_state"),
-    "tcpi_retransmits": (pa.int32(), "TCP_INFO: tcpi_retransmits (current consecutive)"),
-    "tcpi_rtt_us": (pa.int32(), "TCP_INFO: tcpi_rtt, smoothed RTT, microseconds"),
-    "tcpi_rttvar_us": (pa.int32(), "TCP_INFO: tcpi_rttvar, microseconds"),
-    "tcpi_snd_cwnd": (pa.int32(), "TCP_INFO: tcpi_snd_cwnd, segments"),
-    "tcpi_lost": (pa.int32(), "TCP_INFO: tcpi_lost, segments"),
-    "tcpi_total_retrans": (pa.int32(), "TCP_INFO: tcpi_total_retrans"),
-    "tcpi_delivery_rate": (pa.int64(), "TCP_INFO: tcpi_delivery_rate, bytes per second"),
+    "value": ("int64", "*optval as an integer (4 bytes: int32; 8 or more: the first 8)"),
+    "tcpi_state": ("int32", "TCP_INFO: tcpi_state"),
+    "tcpi_retransmits": ("int32", "TCP_INFO: tcpi_retransmits (current consecutive)"),
+    "tcpi_rtt_us": ("int32", "TCP_INFO: tcpi_rtt, smoothed RTT, microseconds"),
+    "tcpi_rttvar_us": ("int32", "TCP_INFO: tcpi_rttvar, microseconds"),
+    "tcpi_snd_cwnd": ("int32", "TCP_INFO: tcpi_snd_cwnd, segments"),
+    "tcpi_lost": ("int32", "TCP_INFO: tcpi_lost, segments"),
+    "tcpi_total_retrans": ("int32", "TCP_INFO: tcpi_total_retrans"),
+    "tcpi_delivery_rate": ("int64", "TCP_INFO: tcpi_delivery_rate, bytes per second"),
 }
 
 
-def optional_columns() -> dict[str, tuple[pa.DataType, str]]:
+def optional_columns() -> dict[str, tuple[ColumnType, str]]:
     """The columns a file may lack, which readers see as nulls: context columns recorded only
     when asked for, and columns added since the first files were written."""
     return {**{c: COLUMNS[c] for c in ADDED_COLUMNS}, **CONTEXT_COLUMNS}
@@ -122,7 +134,7 @@ def optional_columns() -> dict[str, tuple[pa.DataType, str]]:
 # and the deltas between them are large where zstd finds the repeats in plain values (measured
 # on a recording of the nginx sample's workload: local_port 1.88 bytes/event delta, 0.69 plain).
 _ALL = {**COLUMNS, **CONTEXT_COLUMNS}
-STRING_COLUMNS = tuple(n for n, (t, _) in _ALL.items() if t == pa.string())
+STRING_COLUMNS = tuple(n for n, (t, _) in _ALL.items() if t == "string")
 DICTIONARY_COLUMNS = (*STRING_COLUMNS, "latency_ns", "callsite_offset", "callsite_address")
 PLAIN_COLUMNS = ("local_port", "peer_port")
 DELTA_COLUMNS = tuple(n for n in _ALL if n not in (*DICTIONARY_COLUMNS, *PLAIN_COLUMNS))

@@ -22,21 +22,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sockopt_trace.schema import (
-    ARROW_SCHEMA,
     CONTEXT_COLUMNS,
     FORMAT_VERSION,
     LOSS_REASONS,
     METADATA_KEY,
     FileName,
     RecordingMetadata,
+    arrow_schema,
     parquet_write_options,
 )
 
 START_NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 # The contract's columns and the context columns (which the recorder writes when asked to)
-SYNTH_SCHEMA = pa.schema(
-    [*ARROW_SCHEMA, *(pa.field(n, t) for n, (t, _) in CONTEXT_COLUMNS.items())]
-)
+SYNTH_SCHEMA = pa.schema([*arrow_schema(), *arrow_schema(CONTEXT_COLUMNS)])
 
 # (comm, pid, threads): a handful of processes with different habits.
 PROCESSES: tuple[tuple[str, int, int], ...] = (
@@ -347,7 +345,7 @@ def write_events(directory: Path, table: pa.Table, *, files: int = 1, **meta: An
 
 def read_rows(paths: Sequence[Path]) -> pa.Table:
     """All rows of `paths` read back with pyarrow (independent of the analyzer)."""
-    return pa.concat_tables(pq.read_table(p, schema=ARROW_SCHEMA) for p in paths)
+    return pa.concat_tables(pq.read_table(p, schema=arrow_schema()) for p in paths)
 
 
 # -- files that are not valid recordings, for the bad-input tests ------------------------------

@@ -139,7 +139,7 @@ def test_writer_rotates_seals_and_describes_each_file(tmp_path: Path) -> None:
     )
     for f, m in zip(files, metas, strict=True):
         t = pq.read_table(f)
-        assert t.schema.equals(schema.ARROW_SCHEMA, check_metadata=False)
+        assert t.schema.equals(schema.arrow_schema(), check_metadata=False)
         exits = pc.add(t["ts_ns"], t["latency_ns"]).to_pylist()
         assert m.start_ns <= min(exits) and max(exits) < m.end_ns
         assert os.stat(f).st_mode & 0o777 == 0o640
