@@ -11,14 +11,14 @@ only reported.
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer import storage
-from sockopt_trace.analyzer.footer import FooterError, read_footer
+from sockopt_trace.analyzer.footer import Footer, FooterError, read_footer, reader_for
 from sockopt_trace.analyzer.storage import ObjectPath, Prune
 from sockopt_trace.analyzer.timespec import iso
 from sockopt_trace.errors import UserError
@@ -223,9 +223,10 @@ def open_recording(
     )
     good: list[RecordingFile] = []
     bad: list[SkippedFile] = []
+    reader = reader_for(len(candidates))
     for path in candidates:
         try:
-            good.append(read_file(path))
+            good.append(read_file(path, reader))
         except BadFile as err:
             bad.append(SkippedFile(path, str(err)))
     ledgers, unreadable = [], []
@@ -364,7 +365,9 @@ def _scan_dir(directory: Path) -> tuple[list[FilePath], list[FilePath], list[Pat
     return files, partial, ledgers
 
 
-def read_file(path: FilePath) -> RecordingFile:
+def read_file(
+    path: FilePath, reader: Callable[[BinaryIO, int], Footer] = read_footer
+) -> RecordingFile:
     """Read and check one file's footer and metadata (not its rows). Raises BadFile."""
     try:
         if isinstance(path, ObjectPath):
@@ -381,7 +384,7 @@ def read_file(path: FilePath) -> RecordingFile:
         try:
             if source.read(4) != b"PAR1":
                 raise BadFile("not a Parquet file")
-            footer = read_footer(source, size)
+            footer = reader(source, size)
         except (FooterError, OSError) as err:
             raise BadFile(
                 "truncated or damaged Parquet file (no readable footer): it was not closed "

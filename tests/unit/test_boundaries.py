@@ -92,3 +92,16 @@ def test_an_analysis_command_loads_no_recorder() -> None:
     loaded = modules_after_cli("report", "sample_traces/curl", "latency")
     assert "duckdb" in loaded
     assert not {m for m in loaded if m.startswith("sockopt_trace.recorder")} and "bcc" not in loaded
+
+
+def test_a_report_over_a_local_recording_loads_neither_pyarrow_nor_numpy() -> None:
+    """Their import was a third of a small report's start-up (bench/startup_bench.py): the
+    footers are read by analyzer/footer.py, the small tables go to DuckDB as lists."""
+    for args in (
+        ("report", "sample_traces/curl", "latency"),
+        ("report", "sample_traces/nginx-after", "callsites"),
+        ("query", "sample_traces/curl", "SELECT count(*) FROM events JOIN files USING (host)"),
+    ):
+        loaded = modules_after_cli(*args)
+        assert "duckdb" in loaded, args
+        assert not {m.split(".")[0] for m in loaded} & {"pyarrow", "numpy", "fsspec"}, args

@@ -19,7 +19,14 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 import pytest
 
-from sockopt_trace.analyzer.footer import Footer, FooterError, read_footer
+from sockopt_trace.analyzer.footer import (
+    ARROW_FROM_FILES,
+    Footer,
+    FooterError,
+    read_footer,
+    read_footer_arrow,
+    reader_for,
+)
 
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "sample_traces").rglob("*.parquet"))
 NESTED = ("struct", "list", "map")
@@ -415,3 +422,41 @@ def test_import_does_not_load_pyarrow() -> None:
     code = "import sys, sockopt_trace.analyzer.footer as f; print(sorted(set(sys.modules) & {'pyarrow', 'numpy'}))"  # noqa: E501
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- pyarrow's reader, for recordings of many files: the same Footers, the same errors
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.parent.name)
+def test_both_readers_agree_on_samples(path: Path) -> None:
+    with open(path, "rb") as fh:
+        assert read_footer_arrow(fh, path.stat().st_size) == footer_of(path)
+
+
+def test_both_readers_agree_on_the_project_writer_and_stored_schemas(tmp_path: Path) -> None:
+    """A stored Arrow schema's dictionary and large string read as the one Parquet string."""
+    table = pa.table(
+        {
+            "s": pa.array(["a", "b"]).dictionary_encode(),
+            "l": pa.array(["x", None], pa.large_string()),
+            "i": pa.array([1, 2], pa.int32()),
+            "t": pa.array([1, 2], pa.timestamp("ns")),
+        }
+    ).replace_schema_metadata({b"k": b"v"})
+    for store in (False, True):
+        path = tmp_path / f"t{store}.parquet"
+        pq.write_table(table, path, store_schema=store, compression="zstd")
+        with open(path, "rb") as fh:
+            assert read_footer_arrow(fh, path.stat().st_size) == footer_of(path), store
+
+
+def test_pyarrow_reader_raises_only_footer_error() -> None:
+    data = sample_bytes()
+    for bad in (b"", b"PAR1PAR1PAR1", data[: len(data) // 2], data[:-3] + b"XYZ"):
+        with pytest.raises(FooterError):
+            read_footer_arrow(io.BytesIO(bad), len(bad))
+
+
+def test_many_files_use_pyarrow_few_do_not() -> None:
+    assert reader_for(1) is read_footer and reader_for(ARROW_FROM_FILES - 1) is read_footer
+    assert reader_for(ARROW_FROM_FILES) is read_footer_arrow
