@@ -8,9 +8,13 @@ is decoded; everything else in the footer is skipped. Any damage raises FooterEr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # From this many files on, pyarrow's C++ footer reader (0.14 ms a file here, read_footer
 # 0.42 ms: docs/benchmarks.md, start-up) pays for its import (0.12 s with numpy).
@@ -64,8 +68,7 @@ def reader_for(files: int) -> Callable[[BinaryIO, int], Footer]:
 
 
 def read_footer_arrow(fh: BinaryIO, size: int) -> Footer:
-    """read_footer, by pyarrow: its types named as read_footer names them (Parquet has one
-    string type: a dictionary or large string stored in an Arrow schema is a string)."""
+    """read_footer, by pyarrow: its types named as read_footer names them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -78,11 +81,18 @@ def read_footer_arrow(fh: BinaryIO, size: int) -> Footer:
     except (pa.ArrowException, OSError, ValueError) as err:
         raise FooterError(str(err).strip().split("\n")[0] or type(err).__name__) from None
 
-    def name(t: pa.DataType) -> str:
-        t = t.value_type if pa.types.is_dictionary(t) else t
-        return "string" if pa.types.is_large_string(t) else str(t)
+    columns = {f.name: _arrow_type_name(f.type) for f in fields}
+    return Footer(meta.num_rows, dict(meta.metadata or {}), columns)
 
-    return Footer(meta.num_rows, dict(meta.metadata or {}), {f.name: name(f.type) for f in fields})
+
+@functools.cache
+def _arrow_type_name(t: pa.DataType) -> str:
+    """Parquet has one string type: a dictionary or large string stored in an Arrow schema is
+    a string (cached: a thousand files have the same few types)."""
+    import pyarrow as pa
+
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return "string" if pa.types.is_large_string(t) else str(t)
 
 
 def _read_at(fh: BinaryIO, offset: int, n: int) -> bytes:

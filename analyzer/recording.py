@@ -11,6 +11,7 @@ only reported.
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,6 +422,22 @@ def check_columns(columns: dict[str, str]) -> tuple[str, ...]:
         if found != typ:  # Parquet has one string type: dictionaries, large strings alike
             raise BadFile(f"column '{name}' has type {found}, expected {typ}")
     return tuple(columns)
+
+
+def absolute_paths(files: Sequence[RecordingFile]) -> list[str]:
+    """The files' absolute paths (objects' URLs as they are): each directory resolved once,
+    not each of a long recording's thousands of files."""
+    parents: dict[Path, str] = {}
+    out = []
+    for f in files:
+        if isinstance(f.path, ObjectPath):
+            out.append(str(f.path))
+            continue
+        parent = parents.get(f.path.parent)
+        if parent is None:
+            parent = parents[f.path.parent] = str(f.path.parent.resolve())
+        out.append(os.path.join(parent, f.path.name))
+    return out
 
 
 def first_line(err: BaseException) -> str:

@@ -43,6 +43,7 @@ from sockopt_trace.analyzer.recording import (
     Recording,
     RecordingFile,
     SkippedFile,
+    absolute_paths,
     first_line,
 )
 from sockopt_trace.analyzer.span import RecordingSpan, recording_spans
@@ -183,7 +184,7 @@ def recordings_table(spans: Mapping[str, RecordingSpan]) -> Table:
 
 def file_paths(rec: Recording) -> list[str]:
     """The absolute paths the views read (all the sandbox lets SQL open)."""
-    return [str(f.path.resolve()) for f in rec.files]
+    return absolute_paths(rec.files)
 
 
 class UnreadableFiles(UserError):
@@ -333,7 +334,7 @@ def register_storage(con: duckdb.DuckDBPyConnection, rec: Recording) -> None:
 
 def _paths(files: Sequence[RecordingFile]) -> str:
     """A SQL list of the files' absolute paths (DuckDB resolves relative ones from its cwd)."""
-    return f"[{', '.join(sql_string(str(f.path.resolve())) for f in files)}]"
+    return f"[{', '.join(sql_string(p) for p in absolute_paths(files))}]"
 
 
 @dataclass(frozen=True)
