@@ -3,7 +3,8 @@
 The kernel sends raw bytes (getsockopt.h: cgroup id, the socket's family, addresses and ports,
 8 bytes of *optval, TCP_INFO fields) and flags saying which were read. Here every column is one
 numpy expression over the batch; addresses and cgroups are formatted once per distinct value
-(group_rows) into dictionary columns, which Parquet then writes without hashing every row.
+(group_rows) into dictionary columns, which Parquet then writes without hashing every row. Unix
+sockets come as inode numbers, named by path by unixpaths.py (only when a batch has some).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import pyarrow as pa
 
 from sockopt_trace.recorder.cgroups import CgroupNames, describe
 from sockopt_trace.recorder.grouping import dictionary, group_rows
+from sockopt_trace.recorder.unixpaths import UnixPaths
 
 CTX_SOCKET, CTX_VALUE, CTX_VALUE4, CTX_TCP_INFO = 1, 2, 4, 8
-AF_INET, AF_INET6 = 2, 10
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 SOL_TCP, TCP_INFO = 6, 11
 # TCP_INFO column -> (event field, end of the field in struct tcp_info: valid if optlen >= it)
 TCPI_FIELDS = {
@@ -38,29 +40,53 @@ def _masked(values: np.ndarray, valid: np.ndarray, typ: pa.DataType) -> pa.Array
     return pa.array(values, typ, mask=mask)
 
 
-def _format(family: int, raw: bytes) -> str | None:
+def _format(family: int, raw: np.ndarray) -> str | None:
     if family == AF_INET:
-        return socket.inet_ntop(socket.AF_INET, raw[:4])
+        return socket.inet_ntop(socket.AF_INET, bytes(raw[:4]))
     if family == AF_INET6:
-        return socket.inet_ntop(socket.AF_INET6, raw)
+        return socket.inet_ntop(socket.AF_INET6, bytes(raw))
     return None
 
 
-def addresses(family: np.ndarray, raw: np.ndarray, present: np.ndarray) -> pa.Array:
-    """One string per distinct (family, address) where `present`; null elsewhere."""
+def addresses(
+    family: np.ndarray, raw: np.ndarray, present: np.ndarray, unix: UnixPaths | None = None
+) -> pa.Array:
+    """One string per distinct (family, address) where `present`; null elsewhere. AF_UNIX
+    addresses are inode numbers, named by `unix`."""
     words = np.ascontiguousarray(raw).view("<u8")
     fam = np.where(present, family, 0)
     index, first = group_rows(fam, words[:, 0], words[:, 1])
-    names = [_format(int(fam[r]), bytes(raw[r])) for r in first.tolist()]
+    names = [
+        unix.path(int(words[r, 0])) if unix and fam[r] == AF_UNIX else _format(int(fam[r]), raw[r])
+        for r in first.tolist()
+    ]
     return dictionary(index, names)
+
+
+def _unix_rows(ev: np.ndarray) -> np.ndarray:
+    return ((ev["context"] & CTX_SOCKET) != 0) & (ev["family"] == AF_UNIX)
 
 
 class ContextDecoder:
     """(events) -> the context columns; remembers cgroup names across batches."""
 
-    def __init__(self, cgroups: CgroupNames | None = None) -> None:
+    def __init__(self, cgroups: CgroupNames | None = None, unix: UnixPaths | None = None) -> None:
         self.cgroups = cgroups if cgroups is not None else CgroupNames()
+        self.unix = unix if unix is not None else UnixPaths()
         self._described: dict[int, tuple[str | None, ...]] = {}
+
+    def observe(self, ev: np.ndarray) -> None:
+        """On the consumer's thread, each batch as it is read: name its Unix sockets while they
+        are open (the columns are made seconds later)."""
+        if len(ev):
+            self._name_unix(ev, _unix_rows(ev))
+
+    def _name_unix(self, ev: np.ndarray, unix: np.ndarray) -> None:
+        if unix.any():  # most batches have no AF_UNIX call: no pass over them
+            rows = ev[unix]
+            local = np.ascontiguousarray(rows["local_addr"]).view("<u8")[:, 0]
+            peer = np.ascontiguousarray(rows["peer_addr"]).view("<u8")[:, 0]
+            self.unix.resolve(local, peer, rows["pid"], rows["ts_ns"])
 
     def _cgroup(self, cgroup_id: int) -> tuple[str | None, ...]:
         if cgroup_id not in self._described:
@@ -80,6 +106,8 @@ class ContextDecoder:
         sock = (ctx & CTX_SOCKET) != 0
         family = ev["family"].astype(np.int32)
         inet = sock & ((family == AF_INET) | (family == AF_INET6))
+        unix = sock & (family == AF_UNIX)
+        self._name_unix(ev, unix)
         for name, src in (("family", "family"), ("sock_type", "sock_type")):
             columns[name] = _masked(ev[src].astype(np.int32), sock, pa.int32())
         columns["protocol"] = _masked(ev["protocol"].astype(np.int32), sock, pa.int32())
@@ -87,9 +115,13 @@ class ContextDecoder:
         peer_words = np.ascontiguousarray(ev["peer_addr"]).view("<u8")
         peer_port = ev["peer_port"].byteswap().astype(np.int32)  # kept in network order
         has_peer = inet & ((peer_port != 0) | (peer_words != 0).any(axis=1))
-        columns["local_addr"] = addresses(family, ev["local_addr"], inet)
+        local_present, peer_present = inet, has_peer
+        if unix.any():  # inode 0: no peer (or not read)
+            local_present = inet | unix
+            peer_present = has_peer | (unix & (peer_words[:, 0] != 0))
+        columns["local_addr"] = addresses(family, ev["local_addr"], local_present, self.unix)
         columns["local_port"] = _masked(ev["local_port"].astype(np.int32), inet, pa.int32())
-        columns["peer_addr"] = addresses(family, ev["peer_addr"], has_peer)
+        columns["peer_addr"] = addresses(family, ev["peer_addr"], peer_present, self.unix)
         columns["peer_port"] = _masked(peer_port, has_peer, pa.int32())
 
         optlen = ev["optlen_out"]

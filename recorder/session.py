@@ -187,12 +187,16 @@ class Session:
             symbolizer.attach_ring(self.reader)
             symbolizer.start(cfg.pids if cfg.pids and not cfg.comms else None)
         self.batches: queue.Queue[Any] = queue.Queue()
-        self.consumer = Consumer(
-            self.reader, self.batches, symbolizer.observe if symbolizer else lambda _b: None
-        )
+        context = ContextDecoder() if cfg.context else None
+        observers = [o.observe for o in (symbolizer, context) if o is not None]
+
+        def observe(batch: Any) -> None:  # each batch as read, before it is queued
+            for o in observers:
+                o(batch)
+
+        self.consumer = Consumer(self.reader, self.batches, observe)
         self.consumer_done = False
         self.caught_up_ns = 0
-        context = ContextDecoder() if cfg.context else None
         decoder = Decoder(self.writer.config.host, symbolizer, probe.stack, context)
         self.writer.begin(
             probe.handles.attached_ns,
