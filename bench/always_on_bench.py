@@ -176,7 +176,8 @@ def _compare(
         f"#### --max-rate {rate:,}: {len(runs['all'])} unsampled and {len(runs['sampled'])} "
         f"sampled runs of `calls {args.rounds} 2` ({truth:,} calls per group)",
         "",
-        "| group | count error, sampled (unsampled) | p50 error, sampled (noise) | p90 | p99 |",
+        "| group | count error: sampled (unsampled), sampled runs' range | "
+        "p50 error, sampled (noise) | p90 | p99 |",
         "|---|---:|---:|---:|---:|",
     ]
     for key in sorted(runs["all"][0]):
@@ -184,9 +185,10 @@ def _compare(
         if any(r is None for r in sampled):
             rows.append(f"| {'/'.join(map(str, key))} | missing in a sampled run | | | |")
             continue
-        count = _median_abs([r["calls"] / truth - 1 for r in sampled])
+        errors = [r["calls"] / truth - 1 for r in sampled]
         exact = _median_abs([r["calls"] / truth - 1 for r in all_])
-        cells = [f"{count:.2%} ({exact:.2%})"]
+        spread = f"{min(errors):+.1%}..{max(errors):+.1%}"
+        cells = [f"{_median_abs(errors):.2%} ({exact:.2%}), {spread}"]
         for q in ("p50_ns", "p90_ns", "p99_ns"):
             pooled = statistics.median(r[q] for r in all_)
             error = _median_abs([r[q] / pooled - 1 for r in sampled])
@@ -224,8 +226,8 @@ def _flagged(diff: subprocess.CompletedProcess[str]) -> str:
         groups = json.loads(diff.stdout)["groups"]
     except (ValueError, KeyError):
         return f"no JSON: {diff.stderr.strip()[:200]!r}"
-    named = [f"{g['level']}/{g['optname']}" for g in groups if g.get("significant")]
-    noise = [f"{g['level']}/{g['optname']}" for g in groups if g.get("noise")]
+    named = [f"{g['optname']} ({g['significant']})" for g in groups if g.get("significant")]
+    noise = [f"{g['optname']} ({g['noise']})" for g in groups if g.get("noise")]
     return (
         f"{len(groups)} groups, changed (*): {', '.join(named) or 'none'}; "
         f"chance only (?): {', '.join(noise) or 'none'}"
