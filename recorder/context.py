@@ -83,10 +83,10 @@ class ContextDecoder:
 
     def _name_unix(self, ev: np.ndarray, unix: np.ndarray) -> None:
         if unix.any():  # most batches have no AF_UNIX call: no pass over them
-            rows = ev[unix]
-            local = np.ascontiguousarray(rows["local_addr"]).view("<u8")[:, 0]
-            peer = np.ascontiguousarray(rows["peer_addr"]).view("<u8")[:, 0]
-            self.unix.resolve(local, peer, rows["pid"], rows["ts_ns"])
+            rows = np.flatnonzero(unix)  # the fields needed, not whole records (10x the bytes)
+            local = ev["local_addr"][rows].view("<u8")[:, 0]
+            peer = ev["peer_addr"][rows].view("<u8")[:, 0]
+            self.unix.resolve(local, peer, ev["pid"][rows], ev["ts_ns"][rows])
 
     def _cgroup(self, cgroup_id: int) -> tuple[str | None, ...]:
         if cgroup_id not in self._described:
