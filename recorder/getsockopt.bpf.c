@@ -14,6 +14,7 @@
  *   CONTEXT                                        the cgroup id, *optval and TCP_INFO fields
  *   SOCKET_FIELDS, OFF_*                           the fd's socket, read at the running kernel's
  *                                                  offsets (recorder/sockets.py, from its BTF)
+ *   UNIX_FIELDS                                    AF_UNIX: the inode numbers of it and its peer
  *   FILTER_CGROUP                                  trace only tasks under one cgroup (v2)
  *
  * Cost on the hot path matters (docs/design.md, targets): no stack walk unless asked for; the reader
@@ -200,6 +201,7 @@ static __always_inline u64 read_callsite(void)
 }
 
 #ifdef CONTEXT
+#define AF_UNIX 1
 #define AF_INET 2
 #define AF_INET6 10
 #define SOL_TCP 6
@@ -253,6 +255,17 @@ static __always_inline void read_socket(struct event *ev, int fd)
 		bpf_probe_read_kernel(ev->local_addr, 16, (char *)sk + OFF_SKC_V6_RCV_SADDR);
 		bpf_probe_read_kernel(ev->peer_addr, 16, (char *)sk + OFF_SKC_V6_DADDR);
 	}
+#ifdef UNIX_FIELDS
+	else if (family == AF_UNIX) {
+		/* inode numbers, named by path in user space (recorder/unixpaths.py): the socket's
+		 * own, and its peer's (a struct sock without a socket, not yet accepted: none) */
+		void *peer = 0, *peer_sock = 0;
+		bpf_probe_read_kernel(ev->local_addr, 8, (char *)sock + OFF_UNIX_SOCKET_INO);
+		if (!KREAD(peer, sk, OFF_UNIX_PEER) && peer &&
+		    !KREAD(peer_sock, peer, OFF_UNIX_SK_SOCKET) && peer_sock)
+			bpf_probe_read_kernel(ev->peer_addr, 8, (char *)peer_sock + OFF_UNIX_SOCKET_INO);
+	}
+#endif
 	ev->local_port = SKC(SKC_NUM, u16);
 	ev->peer_port = SKC(SKC_DPORT, u16);
 	ev->context |= CTX_SOCKET;

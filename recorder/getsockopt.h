@@ -30,7 +30,9 @@ struct event {
 	u64 value;       /* the first 8 bytes of *optval on return (CTX_VALUE: 8 read; CTX_VALUE4: 4) */
 	u64 tcpi_delivery_rate;  /* TCP_INFO fields at their UAPI offsets, as far as optlen covers */
 	u8 local_addr[16];  /* IPv4: the first 4 bytes; IPv6: all 16; network order */
-	u8 peer_addr[16];
+	u8 peer_addr[16];   /* AF_UNIX (UNIX_FIELDS): both hold a u64 inode number in their first 8
+			     * bytes (the socket's, its peer's; 0: none or unread), which user space
+			     * names by path from /proc/net/unix (recorder/unixpaths.py) */
 	u32 tcpi_rtt;
 	u32 tcpi_rttvar;
 	u32 tcpi_snd_cwnd;

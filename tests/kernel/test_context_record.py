@@ -3,7 +3,7 @@
 tests/workloads/sockets.py makes getsockopt calls on sockets of every kind and reports what
 each call returned and what the socket is by the kernel's other interfaces (getsockname,
 getpeername, SO_DOMAIN/SO_TYPE/SO_PROTOCOL); it runs in a cgroup made here. Every row must
-say exactly that.
+say exactly that, Unix sockets' paths too (both ends of a connection, abstract names, unbound).
 """
 
 from __future__ import annotations
@@ -119,13 +119,23 @@ def test_every_rows_socket_value_and_cgroup_are_exact(tmp_path: Path) -> None:
         assert report["cgroup"].endswith("/" + name)
         expected = expected_rows(report, os.stat(directory).st_ino)
     got = recorded_rows(out, report["pid"], list(expected[0]))
-    assert len(got) == len(expected) == 35
+    assert len(got) == len(expected) == 49
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
         assert g == e, (i, {k: (g[k], e[k]) for k in e if g[k] != e[k]})
     # every kind the issue names is in there
     kinds = {(e["family"], e["sock_type"], e["state"], e["peer_addr"] is None) for e in expected}
     assert {(2, 1, 1, False), (10, 1, 1, False), (2, 2, 7, True), (2, 1, 10, True)} <= kinds
     assert {(1, 1, 1, True), (2, 1, 8, False), (None, None, None, True)} <= kinds
+    assert {(1, 1, 1, False), (1, 2, 1, False), (1, 1, 10, True)} <= kinds
+    unix = {(e["local_addr"], e["peer_addr"]) for e in expected if e["family"] == 1}
+    path = str(tmp_path / "u.sock")
+    tag = f"@sockopt-trace-{report['pid']}"
+    assert unix == {  # client, accepted, listener, abstract datagram client, socketpair
+        (None, path),
+        (path, None),
+        (f"{tag}-client", f"{tag}-server@x"),
+        (None, None),
+    }
 
 
 def test_cgroup_filter_keeps_that_cgroup_and_those_below_it(tmp_path: Path) -> None:

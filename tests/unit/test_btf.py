@@ -80,14 +80,14 @@ def test_the_running_kernels_offsets_match_bpftool() -> None:
     ).stdout
     types = btf.vmlinux()
     checked = 0
-    for struct_name, member in sockets.FIELDS.values():
+    for struct_name, member in [*sockets.FIELDS.values(), *sockets.UNIX_FIELDS.values()]:
         block = re.search(rf"STRUCT '{struct_name}' size=\d+ vlen=\d+\n((?:\t.*\n)+)", raw)
         assert block is not None, struct_name
         m = re.search(rf"\t'{member}' type_id=\d+ bits_offset=(\d+)", block[1])
         if m:  # a direct member (the others sit in anonymous unions: checked below)
             assert types.member(struct_name, member).offset * 8 == int(m[1]), member
             checked += 1
-    assert checked >= 8
+    assert checked >= 12
 
 
 @has_vmlinux
@@ -100,3 +100,25 @@ def test_the_running_kernels_socket_layout_is_whole() -> None:
     flags, why = sockets.cflags()
     assert why == "" and "-DSOCKET_FIELDS" in flags
     assert f"-DOFF_TASK_FILES={found['TASK_FILES']}" in flags
+    # Unix sockets' inodes: a struct socket is the start of its socket_alloc, unix_sock that
+    # of its struct sock, on every kernel so far
+    unix = sockets.offsets(btf.vmlinux(), sockets.UNIX_FIELDS)
+    assert unix["SOCKET_ALLOC_SOCKET"] == 0 and unix["UNIX_SK"] == 0
+    ino = unix["SOCKET_ALLOC_INODE"] + unix["INODE_INO"]
+    assert "-DUNIX_FIELDS" in flags and f"-DOFF_UNIX_SOCKET_INO={ino}" in flags
+
+
+@has_vmlinux
+def test_without_unix_sock_in_btf_inet_sockets_are_still_read(monkeypatch) -> None:
+    real = btf.vmlinux()
+
+    class NoUnix:
+        def member(self, struct_name: str, member: str) -> btf.Member:
+            if struct_name == "unix_sock":
+                raise KeyError("struct unix_sock is not in the kernel's BTF")
+            return real.member(struct_name, member)
+
+    monkeypatch.setattr(btf, "vmlinux", NoUnix)
+    flags, why = sockets.cflags()
+    assert why == "" and "-DSOCKET_FIELDS" in flags
+    assert not [f for f in flags if "UNIX" in f]

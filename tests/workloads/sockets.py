@@ -2,11 +2,13 @@
 
 usage: python3 sockets.py UNIX_PATH
 Opens an IPv4 and an IPv6 TCP connection, a listening socket, an unconnected and a connected
-UDP socket, a Unix stream connection bound to UNIX_PATH, a TCP socket whose peer closed, and a
-pipe; calls getsockopt on each, and prints one JSON object: its pid, its cgroup v2 path (from
+UDP socket, a Unix stream connection to a listener bound to UNIX_PATH (both ends), Unix datagram
+sockets bound to abstract names, a socketpair, a TCP socket whose peer closed, and a pipe; calls
+getsockopt on each, and prints one JSON object: its pid, its cgroup v2 path (from
 /proc/self/cgroup) and, for every getsockopt call in the order made, what the call returned and
 what the socket is by the kernel's other interfaces (getsockname, getpeername, SO_DOMAIN, ...).
-It makes no getsockopt call that it does not report.
+It makes no getsockopt call that it does not report. Its sockets stay open LINGER_S after the
+last call: the recorder names Unix sockets from /proc/net/unix as it reads the calls.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 
 TCP_INFO_LEN = 232  # glibc's struct tcp_info
@@ -31,13 +34,17 @@ TCPI = {  # UAPI struct tcp_info: field -> (offset, format)
     "tcpi_total_retrans": (100, "I"),
     "tcpi_delivery_rate": (160, "Q"),
 }
+LINGER_S = 1.0
 calls: list[dict] = []
 
 
 def _name(addr: object) -> tuple[str | None, int | None]:
     if isinstance(addr, tuple):
         return addr[0], addr[1]
-    return None, None  # AF_UNIX: paths are not recorded
+    if isinstance(addr, bytes):  # AF_UNIX, abstract: as /proc/net/unix shows it
+        return "@" + addr[1:].decode().replace("\0", "@"), None
+    assert isinstance(addr, str)
+    return addr or None, None  # AF_UNIX: a path, or "" unbound
 
 
 def call(
@@ -120,8 +127,22 @@ def main() -> None:
     unix_server.listen()
     unix_client = socket.socket(socket.AF_UNIX)
     unix_client.connect(unix_path)
-    identify(unix_client, ESTABLISHED)
+    unix_accepted, _ = unix_server.accept()  # before: the client's peer has no inode yet
+    identify(unix_client, ESTABLISHED)  # unbound, its peer named by the listener's path
     call(unix_client, sol, socket.SO_RCVBUF, ESTABLISHED)
+    identify(unix_accepted, ESTABLISHED)  # named by the listener's path, its peer unbound
+    call(unix_accepted, sol, socket.SO_PEERCRED, ESTABLISHED)
+    identify(unix_server, LISTEN)
+    call(unix_server, sol, socket.SO_ACCEPTCONN, LISTEN)
+    tag = f"sockopt-trace-{os.getpid()}"
+    dgram_server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dgram_server.bind(f"\0{tag}-server\0x".encode())  # abstract, a NUL in the name
+    dgram_client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dgram_client.bind(f"\0{tag}-client".encode())
+    dgram_client.connect(dgram_server.getsockname())
+    identify(dgram_client, ESTABLISHED)  # (no call on dgram_server: its state varies)
+    pair = socket.socketpair()  # connected, neither named
+    identify(pair[0], ESTABLISHED)
 
     closing = socket.create_connection(listener.getsockname())
     peer, _ = listener.accept()
@@ -137,7 +158,8 @@ def main() -> None:
 
     lines = Path("/proc/self/cgroup").read_text().splitlines()
     cgroup = next(line[3:] for line in lines if line[:3] == "0::")
-    print(json.dumps({"pid": os.getpid(), "cgroup": cgroup, "calls": calls}))
+    print(json.dumps({"pid": os.getpid(), "cgroup": cgroup, "calls": calls}), flush=True)
+    time.sleep(LINGER_S)  # every socket still open (the pipe aside)
 
 
 if __name__ == "__main__":
