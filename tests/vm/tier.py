@@ -51,6 +51,9 @@ SPREAD = {
         K + "test_record.py::test_signal_stops_cleanly_and_seals_the_file[{kprobe}-15]",
         K + "test_reliability.py::test_forced_loss_is_counted_exactly_everywhere[{fentry}]",
         K + "test_record.py::test_comm_filter_keeps_only_that_name[{tracepoint}]",
+        # the context columns' struct reads at offsets of a kernel other than bcc's headers
+        # (6.1): every row's socket, Unix paths included, value and cgroup, exactly (~70 s)
+        K + "test_context_record.py::test_every_rows_socket_value_and_cgroup_are_exact[{fentry}]",
     ),
 }
 

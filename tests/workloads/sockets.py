@@ -7,7 +7,8 @@ sockets bound to abstract names, a socketpair, a TCP socket whose peer closed, a
 getsockopt on each, and prints one JSON object: its pid, its cgroup v2 path (from
 /proc/self/cgroup) and, for every getsockopt call in the order made, what the call returned and
 what the socket is by the kernel's other interfaces (getsockname, getpeername, SO_DOMAIN, ...).
-It makes no getsockopt call that it does not report. Its sockets stay open LINGER_S after the
+It makes no getsockopt call that it does not report. Its sockets stay open LINGER_S (times
+SOCKOPT_TRACE_TEST_TIME_SCALE, as under emulation in a VM) after the
 last call: the recorder names Unix sockets from /proc/net/unix as it reads the calls.
 """
 
@@ -159,7 +160,9 @@ def main() -> None:
     lines = Path("/proc/self/cgroup").read_text().splitlines()
     cgroup = next(line[3:] for line in lines if line[:3] == "0::")
     print(json.dumps({"pid": os.getpid(), "cgroup": cgroup, "calls": calls}), flush=True)
-    time.sleep(LINGER_S)  # every socket still open (the pipe aside)
+    # every socket still open (the pipe aside); scaled as the tests' time limits are (VMs emulate
+    # the CPU, and the recorder sees the calls seconds later there)
+    time.sleep(LINGER_S * float(os.environ.get("SOCKOPT_TRACE_TEST_TIME_SCALE", "1")))
 
 
 if __name__ == "__main__":
