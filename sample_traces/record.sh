@@ -17,8 +17,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-ALL=(nginx-before nginx-after curl python-asyncio pgbench haproxy-nginx-unix steady-before steady-after
-     stripped)
+ALL=(nginx-before nginx-after nginx-context curl python-asyncio pgbench haproxy-nginx-unix
+     steady-before steady-after stripped)
 
 # Ports on 127.0.0.1 (all free on a fresh machine; the script stops if one is taken).
 BACKEND=18100      # nginx: `return 200`, no access log: the origin for the proxy, curl, python
@@ -223,6 +223,15 @@ sample_nginx-after() {
   start_nginx after "$LOG_AFTER"
   record nginx-after --comm nginx -- ab -q -k -n "$REQUESTS" -c 8 "http://127.0.0.1:$PROXY/" \
     | ab_summary
+  stop_nginx
+}
+
+# nginx-after's workload recorded with --context: which socket (peers), what it returned
+# (values), which cgroup; the same requests, so its bytes per event compare with nginx-after's.
+sample_nginx-context() {
+  start_nginx after "$LOG_AFTER"
+  record nginx-context --context --comm nginx -- ab -q -k -n "$REQUESTS" -c 8 \
+    "http://127.0.0.1:$PROXY/" | ab_summary
   stop_nginx
 }
 

@@ -24,6 +24,7 @@ from sockopt_trace import schema
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_traces"
 NAMES = ("nginx-before", "nginx-after", "curl", "python-asyncio", "pgbench", "haproxy-nginx-unix")
 REPLICATES = ("steady-before", "steady-after")  # 3 runs each, one subdirectory per run
+CONTEXT = ("nginx-context",)  # recorded with --context: socket, value and cgroup columns
 TOTAL_BUDGET = 10 * 1024 * 1024  # all of sample_traces/
 FILE_BUDGET = 2 * 1024 * 1024  # any one recording file
 
@@ -97,7 +98,7 @@ def test_sample_is_whole_and_self_describing(name: str) -> None:
     assert sum(m.events for m in s.metadata) == s.table.num_rows > 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, *CONTEXT])
 def test_sample_rows_are_real_calls_with_named_call_sites(name: str) -> None:
     s = sample(name)
     start = min(m.start_ns for m in s.metadata)
@@ -119,7 +120,7 @@ def test_samples_fit_the_size_budget() -> None:
             assert p.stat().st_size < FILE_BUDGET, p
     assert sum(p.stat().st_size for p in files) < TOTAL_BUDGET
     dirs = {p.name for p in SAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert dirs == {*NAMES, *REPLICATES, "stripped", "stripped-debug"}
+    assert dirs == {*NAMES, *REPLICATES, *CONTEXT, "stripped", "stripped-debug"}
 
 
 def test_nginx_before_asks_so_error_once_per_proxied_request() -> None:
@@ -143,6 +144,32 @@ def test_nginx_after_adds_tcp_info_once_per_request() -> None:
     sites = {after.option(r): r["callsite"] for r in after.rows}
     assert sites[SOCKET_SO_ERROR] != sites[TCP_INFO]
     assert sites[SOCKET_SO_ERROR] == before.rows[0]["callsite"]
+
+
+def test_nginx_context_says_which_socket_what_value_which_cgroup() -> None:
+    """nginx-after's load recorded with --context: the upstream connect check (SO_ERROR) is on a
+    new connection to the backend each time and found no error; the $tcpinfo_rtt lookup
+    (TCP_INFO) is on the client's connection to the proxy's port, established, with an RTT."""
+    s, after = sample("nginx-context"), sample("nginx-after")
+    assert s.driver == after.driver
+    requests = flag(s.driver, "-n")
+    proxy = int(re.search(r":(\d+)/", s.driver[-1])[1])
+    assert s.table.column_names == [*schema.COLUMNS, *schema.CONTEXT_COLUMNS]
+    assert all(m.lost_total == 0 and m.probe == "tracepoint" for m in s.metadata)
+    assert s.calls() == {SOCKET_SO_ERROR: requests, TCP_INFO: requests}
+    for r in s.rows:
+        assert (r["family"], r["sock_type"], r["protocol"]) == (socket.AF_INET, 1, 6)
+        assert r["state"] == 1 and r["local_addr"] == r["peer_addr"] == "127.0.0.1"  # ESTABLISHED
+        assert r["cgroup"] and r["cgroup_id"] > 0
+    upstream = [r for r in s.rows if s.option(r) == SOCKET_SO_ERROR]
+    assert {r["value"] for r in upstream} == {0}  # SO_ERROR: no error
+    (backend,) = {r["peer_port"] for r in upstream}  # one backend, a new local port each time
+    assert backend != proxy and proxy not in {r["local_port"] for r in upstream}
+    assert len({r["local_port"] for r in upstream}) > requests // 10
+    clients = [r for r in s.rows if s.option(r) == TCP_INFO]
+    assert {r["local_port"] for r in clients} == {proxy}
+    assert {r["tcpi_state"] for r in clients} == {1} and all(r["tcpi_rtt_us"] > 0 for r in clients)
+    assert all(r["value"] is None for r in clients)  # TCP_INFO has its own columns
 
 
 def test_curl_asks_so_error_per_connection() -> None:
