@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import os
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -137,7 +139,8 @@ def size(path: ObjectPath) -> int:
 
 def fsspec_filesystems(schemes: Iterable[str]) -> list[Any]:
     """fsspec wrappers of our pyarrow filesystems, to register on a DuckDB connection so that
-    `read_parquet('s3://...')` reads through them (no httpfs extension needed)."""
+    `read_parquet('s3://...')` reads through them (no httpfs extension needed). Files open as
+    `PositionalFile`s."""
     from fsspec.implementations.arrow import ArrowFSWrapper
 
     wrappers = []
@@ -146,8 +149,62 @@ def fsspec_filesystems(schemes: Iterable[str]) -> list[Any]:
         class Wrapper(ArrowFSWrapper):
             protocol = (scheme,)
 
+            def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+                if mode != "rb":
+                    return super()._open(path, mode, *args, **kwargs)
+                return PositionalFile(self.fs.open_input_file(path))
+
         wrappers.append(Wrapper(filesystem(scheme)))
     return wrappers
+
+
+class PositionalFile(io.RawIOBase):
+    """A remote file for DuckDB's threads: each keeps its own position, and reads at it with the
+    file's positional read (`read_at`), never the shared one.
+
+    DuckDB shares one handle per file between its threads, each doing `seek(at)` then
+    `read(n)`; pyarrow's `read` releases the GIL while it fetches, and the shared position moves
+    under it when another thread seeks meanwhile: a read could return another range's bytes,
+    which DuckDB reports as damaged data ("don't know what type"). Seen in CI on a 37 MB object
+    read by two threads (tests/unit/test_storage.py) and in a 100M-event bench before.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._stream = stream
+        self._size = int(stream.size())
+        self._pos: dict[int, int] = {}  # thread id -> its position
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def size(self) -> int:
+        return self._size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        me = threading.get_ident()
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos.get(me, 0), io.SEEK_END: self._size}
+        self._pos[me] = max(0, base[whence] + offset)
+        return self._pos[me]
+
+    def tell(self) -> int:
+        return self._pos.get(threading.get_ident(), 0)
+
+    def read(self, size: int | None = -1) -> bytes:
+        me = threading.get_ident()
+        at = self._pos.get(me, 0)
+        n = self._size - at if size is None or size < 0 else min(size, self._size - at)
+        data = bytes(self._stream.read_at(n, at)) if n > 0 else b""
+        self._pos[me] = at + len(data)
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
 
 
 # A date=D directory may hold calls a little outside day D (UTC): rows drained just after the

@@ -6,17 +6,25 @@ before any file in them is opened; bad objects are named in one line; secrets ne
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sockopt_trace.analyzer.storage import Prune, hosts_in_where, parse_url, s3_options
+from sockopt_trace.analyzer.storage import (
+    PositionalFile,
+    Prune,
+    hosts_in_where,
+    parse_url,
+    s3_options,
+)
 from tests.synth import bad_file, write_recording
 
 SECRET = "s3cr3t-never-printed"
@@ -221,3 +229,43 @@ def test_readme_fleet_commands_run(s3_env: dict[str, str], fleet: Path) -> None:
         out = cli(s3_env, *shlex.split(command)[1:])
         assert out.returncode == 0, (command, out.stderr)
         assert out.stdout.strip() and "Traceback" not in out.stderr
+
+
+def test_a_remote_file_keeps_each_threads_position() -> None:
+    """DuckDB's threads share one handle per file and each seeks, then reads: every read gets
+    the bytes at its own thread's position however the threads interleave (the remote read
+    releases the GIL, as pyarrow's does)."""
+    data = bytes(range(256)) * 4096
+
+    class Remote:  # what PositionalFile uses of pyarrow's remote input file
+        def size(self) -> int:
+            return len(data)
+
+        def read_at(self, n: int, at: int) -> bytes:
+            time.sleep(0.0002)  # fetching, the GIL released
+            return data[at : at + n]
+
+        def close(self) -> None:
+            pass
+
+    f = PositionalFile(Remote())
+    wrong: list[tuple[int, int]] = []
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            at, n = rng.randrange(len(data)), rng.randrange(1, 8192)
+            f.seek(at)
+            if f.read(n) != data[at : at + n]:
+                wrong.append((at, n))
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+    assert f.seek(-10, 2) == len(data) - 10 and f.read() == data[-10:] and f.read(5) == b""
+    assert f.tell() == len(data) and f.seek(3) == 3 and f.read(2) == data[3:5]
+    f.close()
+    assert f.closed
