@@ -13,9 +13,9 @@ Recordings are written once under --dir (one file per 10M events, row groups of 
 the recorder writes them) and reused by later runs. Each timing is one library call as the CLI
 makes it: open and validate the files, register the views, run the report, fetch every row;
 Python start-up (~0.3 s for the CLI) is not included. Each timing runs in a child process of
-its own, so that its peak RSS (VmHWM, read by the child itself) is the report's alone. Runs are interleaved (every
-report and size once per round) so that drift in the machine affects all alike; the median is
-reported. The page cache is warm (the files were just written or read).
+its own, so that its peak RSS (VmHWM, read by the child itself) is the report's alone. Runs
+are interleaved (every report and size once per round) so that drift in the machine affects
+all alike; the median is reported. The page cache is warm (the files were just written or read).
 """
 
 from __future__ import annotations
