@@ -9,7 +9,8 @@ from typing import Any
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer import storage
-from sockopt_trace.analyzer.recording import FilePath, Recording
+from sockopt_trace.analyzer.locate import FilePath
+from sockopt_trace.analyzer.recording import Recording
 from sockopt_trace.analyzer.render import Result
 from sockopt_trace.analyzer.storage import ObjectPath
 from sockopt_trace.analyzer.summary import (

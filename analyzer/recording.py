@@ -1,7 +1,6 @@
-"""Find and validate the files of a recording before anything queries them.
+"""Validate the files of a recording before anything queries them.
 
-A recording is given as Parquet files, directories (searched recursively, so a folder of
-several hosts' recordings works), globs, or several of these. Every file is checked against the
+The files are found from what the user named by locate.py. Every file is checked against the
 format contract in `sockopt_trace.schema` (footer, metadata, format name and version, columns),
 so that a bad file is named in one line instead of failing deep inside a query.
 `*.parquet.partial` files (still being written, or left by a killed recorder) are never read,
@@ -10,9 +9,8 @@ only reported.
 
 from __future__ import annotations
 
-import glob
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,11 +18,18 @@ from typing import Any, BinaryIO
 from sockopt_trace import schema
 from sockopt_trace.analyzer import storage
 from sockopt_trace.analyzer.footer import Footer, FooterError, read_footer, reader_for
+from sockopt_trace.analyzer.locate import (
+    FilePath,
+    find_files,
+    plural,
+    read_retention,
+    retention_files,
+)
 from sockopt_trace.analyzer.storage import ObjectPath, Prune
 from sockopt_trace.analyzer.timespec import iso
 from sockopt_trace.errors import UserError
-from sockopt_trace.ledger import LEDGER_SUFFIX, Ledger
-from sockopt_trace.retention import RETENTION_NAME, Removed
+from sockopt_trace.ledger import Ledger
+from sockopt_trace.retention import Removed
 from sockopt_trace.schema import RecordingMetadata
 
 SKIP_HINT = "--skip-bad skips files that are not readable recordings"
@@ -32,9 +37,6 @@ SKIP_HINT = "--skip-bad skips files that are not readable recordings"
 
 class BadFile(ValueError):
     """A file that is not a readable recording of this format version."""
-
-
-FilePath = Path | ObjectPath  # a local file, or an object in s3://, gs://, az:// storage
 
 
 @dataclass(frozen=True)
@@ -161,13 +163,13 @@ class Recording:
             )
         if self.partial:
             lines.append(
-                f"ignored {_count(len(self.partial), 'partial file')} (still being written, "
+                f"ignored {plural(len(self.partial), 'partial file')} (still being written, "
                 f"or the recorder was killed): {_names(self.partial)}"
             )
         files = [p for p in self.ignored if not p.is_dir()]
         if files:
             lines.append(
-                f"ignored {_count(len(files), 'file')} that the pattern matched but that "
+                f"ignored {plural(len(files), 'file')} that the pattern matched but that "
                 f"{'is' if len(files) == 1 else 'are'} not *{schema.FILE_SUFFIX}: {_names(files)}"
             )
         dirs = [p for p in self.ignored if p.is_dir()]
@@ -180,11 +182,11 @@ class Recording:
         if self.skipped:
             shown = "; ".join(f"{s.path}: {s.problem}" for s in self.skipped[:3])
             more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
-            lines.append(f"skipped {_count(len(self.skipped), 'bad file')}: {shown}{more}")
+            lines.append(f"skipped {plural(len(self.skipped), 'bad file')}: {shown}{more}")
         for where, removed in self.retention:
             if removed.files and removed.to_ns is not None:
                 lines.append(
-                    f"retention removed {_count(removed.files, 'file')} of {where.parent} "
+                    f"retention removed {plural(removed.files, 'file')} of {where.parent} "
                     f"({removed.calls:,} calls up to {iso(removed.to_ns)}): the data there "
                     "starts later"
                 )
@@ -220,7 +222,7 @@ def open_recording(
         if not candidates:
             raise UserError("no recording files left after --where host / --since / --until")
     retention = tuple(
-        (p, r) for p in _retention_files(specs) if (r := _read_retention(p)) is not None
+        (p, r) for p in retention_files(specs) if (r := read_retention(p)) is not None
     )
     good: list[RecordingFile] = []
     bad: list[SkippedFile] = []
@@ -246,124 +248,15 @@ def open_recording(
     return rec.leave_out(bad, skip_bad=skip_bad)
 
 
-def _retention_files(specs: Iterable[str | Path]) -> list[Path]:
-    """The retention summaries of the directories given (sockopt_trace/retention.py)."""
-    found: dict[Path, None] = {}
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            found.update(dict.fromkeys(sorted(path.rglob(RETENTION_NAME))))
-    return list(found)
-
-
-def _read_retention(path: Path) -> Removed | None:
-    try:
-        return Removed.from_bytes(path.read_bytes())
-    except (OSError, ValueError):  # not ours to judge: a summary is a note, not data
-        return None
-
-
 def _only_ledgers(ledgers: list[LedgerFile], unreadable: list[SkippedFile]) -> str:
     if not ledgers:
         return f"{unreadable[0].path}: {unreadable[0].problem}, and no recording files"
     lost = sum(g.ledger.lost_total for g in ledgers)
     return (
         f"{ledgers[0].path.parent}: no sealed recording files, only "
-        f"{_count(len(ledgers), 'loss ledger')} ({lost:,} events lost): "
+        f"{plural(len(ledgers), 'loss ledger')} ({lost:,} events lost): "
         "sockopt-trace info shows what they say"
     )
-
-
-def find_files(
-    specs: Iterable[str | Path],
-) -> tuple[list[FilePath], list[FilePath], list[Path], list[Path]]:
-    """(files to read, partial files seen, files a glob matched that are not recording files,
-    loss ledgers), each without duplicates, in a stable order. A file named on its own is read
-    whatever its name (and fails in one line if it is not a recording)."""
-    found: dict[FilePath, None] = {}
-    partial: dict[FilePath, None] = {}
-    ignored: dict[Path, None] = {}
-    ledgers: dict[Path, None] = {}
-    for spec in specs:
-        if isinstance(spec, str) and storage.is_url(spec):
-            files, part = _scan_prefix(storage.parse_url(spec))
-            found.update(dict.fromkeys(files))
-            partial.update(dict.fromkeys(part))
-            continue
-        matched = glob.has_magic(str(spec)) and not Path(spec).exists()
-        for path in _expand(str(spec)):
-            if path.is_dir() and matched and not _holds_recording(path):
-                ignored[path] = None  # a glob over directories: say so, read the others
-            elif path.is_dir():
-                files, part, led = _scan_dir(path)
-                found.update(dict.fromkeys(files))
-                partial.update(dict.fromkeys(part))
-                ledgers.update(dict.fromkeys(led))
-            elif path.name.endswith(LEDGER_SUFFIX):
-                ledgers[path] = None
-            elif matched and path.name.endswith(schema.PARTIAL_SUFFIX):
-                partial[path] = None
-            elif matched and not path.name.endswith(schema.FILE_SUFFIX):
-                ignored[path] = None
-            elif path.name.endswith(schema.PARTIAL_SUFFIX):
-                raise UserError(
-                    f"{path}: a partial file (still being written, or its recorder was killed): "
-                    "it has no Parquet footer and cannot be read; wait for the recorder to "
-                    "rename it, or delete it"
-                )
-            else:
-                found[path] = None
-    return list(found), list(partial), list(ignored), list(ledgers)
-
-
-def _expand(spec: str) -> list[Path]:
-    path = Path(spec)
-    if path.exists():
-        return [path]
-    if glob.has_magic(spec):
-        matches = sorted(glob.glob(spec, recursive=True))
-        if not matches:
-            raise UserError(f"{spec}: no files match this pattern")
-        return [Path(m) for m in matches]
-    raise UserError(f"{spec}: no such file or directory")
-
-
-def _scan_prefix(prefix: ObjectPath) -> tuple[list[FilePath], list[FilePath]]:
-    """The recording files and partial files under a storage prefix (or that one object)."""
-    suffixes = (schema.FILE_SUFFIX, schema.PARTIAL_SUFFIX)
-    objects = storage.list_files(prefix, suffixes)
-    files: list[FilePath] = [o for o in objects if o.key.endswith(schema.FILE_SUFFIX)]
-    partial: list[FilePath] = [o for o in objects if o.key.endswith(schema.PARTIAL_SUFFIX)]
-    if not files:
-        raise UserError(f"{prefix}: no recording files (*{schema.FILE_SUFFIX}) under this prefix")
-    return files, partial
-
-
-def _holds_recording(directory: Path) -> bool:
-    """Whether a directory holds anything of a recording: files, partial files or ledgers."""
-    suffixes = (schema.FILE_SUFFIX, schema.PARTIAL_SUFFIX, LEDGER_SUFFIX)
-    return any(p.name.endswith(suffixes) for p in directory.rglob("*"))
-
-
-def _scan_dir(directory: Path) -> tuple[list[FilePath], list[FilePath], list[Path]]:
-    files: list[FilePath] = sorted(
-        p for p in directory.rglob(f"*{schema.FILE_SUFFIX}") if p.is_file()
-    )
-    partial: list[FilePath] = sorted(directory.rglob(f"*{schema.PARTIAL_SUFFIX}"))
-    ledgers = sorted(p for p in directory.rglob(f"*{LEDGER_SUFFIX}") if p.is_file())
-    if not files and not ledgers:
-        why = (
-            f"only {_count(len(partial), 'partial file')} (a recorder is still writing, or was "
-            "killed before closing a file)"
-            if partial
-            else "no files at all"
-            if not any(directory.iterdir())
-            else "other files only"
-        )
-        raise UserError(
-            f"{directory}: no recording files (*{schema.FILE_SUFFIX}) in this directory: {why}"
-        )
-    return files, partial, ledgers
 
 
 def read_file(
@@ -443,10 +336,6 @@ def absolute_paths(files: Sequence[RecordingFile]) -> list[str]:
 def first_line(err: BaseException) -> str:
     """Library messages (DuckDB's, Arrow's) can run over several lines: keep the first."""
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _names(paths: Sequence[FilePath], most: int = 3) -> str:
