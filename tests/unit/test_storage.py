@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sockopt_trace.analyzer import storage
 from sockopt_trace.analyzer.storage import (
     PositionalFile,
     Prune,
@@ -231,24 +232,31 @@ def test_readme_fleet_commands_run(s3_env: dict[str, str], fleet: Path) -> None:
         assert out.stdout.strip() and "Traceback" not in out.stderr
 
 
-def test_a_remote_file_keeps_each_threads_position() -> None:
+class Remote:
+    """What PositionalFile uses of pyarrow's remote input file, over `data`; counts requests."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.requests = data, list[tuple[int, int]]()
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def read_at(self, n: int, at: int) -> bytes:
+        self.requests.append((at, n))
+        time.sleep(0.0002)  # fetching, the GIL released
+        return self.data[at : at + n]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_remote_file_keeps_each_threads_position(monkeypatch: pytest.MonkeyPatch) -> None:
     """DuckDB's threads share one handle per file and each seeks, then reads: every read gets
     the bytes at its own thread's position however the threads interleave (the remote read
-    releases the GIL, as pyarrow's does)."""
-    data = bytes(range(256)) * 4096
-
-    class Remote:  # what PositionalFile uses of pyarrow's remote input file
-        def size(self) -> int:
-            return len(data)
-
-        def read_at(self, n: int, at: int) -> bytes:
-            time.sleep(0.0002)  # fetching, the GIL released
-            return data[at : at + n]
-
-        def close(self) -> None:
-            pass
-
-    f = PositionalFile(Remote())
+    releases the GIL, as pyarrow's does), reads across block boundaries included."""
+    monkeypatch.setattr(storage, "BLOCK", 64 * 1024)
+    data = bytes(range(256)) * 4096 + b"tail"  # 16 blocks and 4 bytes
+    f = PositionalFile(Remote(data))
     wrong: list[tuple[int, int]] = []
 
     def reader(seed: int) -> None:
@@ -269,3 +277,26 @@ def test_a_remote_file_keeps_each_threads_position() -> None:
     assert f.tell() == len(data) and f.seek(3) == 3 and f.read(2) == data[3:5]
     f.close()
     assert f.closed
+
+
+def test_small_remote_reads_are_served_from_shared_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column-chunk-sized reads cost one request per block, not one each; a read of a block or
+    more goes to the server as it is; a block is fetched again only after KEEP_BLOCKS others."""
+    monkeypatch.setattr(storage, "BLOCK", 1000)
+    data = bytes(random.Random(7).randbytes(10_500))
+    remote = Remote(data)
+    f = PositionalFile(remote)
+    for at in range(0, 3000, 100):  # 30 reads of 100 bytes in blocks 0-2
+        f.seek(at)
+        assert f.read(100) == data[at : at + 100]
+    assert remote.requests == [(0, 1000), (1000, 1000), (2000, 1000)]
+    f.seek(2950)  # across blocks 2 and 3: block 3 fetched, block 2 kept
+    assert f.read(100) == data[2950:3050]
+    assert remote.requests[3:] == [(3000, 1000)]
+    f.seek(10_400)  # the last block is short
+    assert f.read(200) == data[10_400:]
+    assert remote.requests[4:] == [(10_000, 500)]
+    f.seek(100)  # a large read goes through whole
+    assert f.read(2500) == data[100:2600] and remote.requests[5:] == [(100, 2500)]
+    f.seek(0)  # block 0, used least recently, gave way to block 10 (KEEP_BLOCKS = 4)
+    assert f.read(10) == data[:10] and remote.requests[6:] == [(0, 1000)]
