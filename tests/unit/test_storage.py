@@ -20,6 +20,7 @@ import pytest
 
 from sockopt_trace.analyzer import storage
 from sockopt_trace.analyzer.storage import (
+    BlockCache,
     PositionalFile,
     Prune,
     hosts_in_where,
@@ -281,11 +282,11 @@ def test_a_remote_file_keeps_each_threads_position(monkeypatch: pytest.MonkeyPat
 
 def test_small_remote_reads_are_served_from_shared_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Column-chunk-sized reads cost one request per block, not one each; a read of a block or
-    more goes to the server as it is; a block is fetched again only after KEEP_BLOCKS others."""
+    more goes to the server as it is; a block is fetched again only after `keep` others."""
     monkeypatch.setattr(storage, "BLOCK", 1000)
-    data = bytes(random.Random(7).randbytes(10_500))
+    data = random.Random(7).randbytes(10_500)
     remote = Remote(data)
-    f = PositionalFile(remote)
+    f = PositionalFile(remote, BlockCache(keep=4))
     for at in range(0, 3000, 100):  # 30 reads of 100 bytes in blocks 0-2
         f.seek(at)
         assert f.read(100) == data[at : at + 100]
@@ -298,5 +299,32 @@ def test_small_remote_reads_are_served_from_shared_blocks(monkeypatch: pytest.Mo
     assert remote.requests[4:] == [(10_000, 500)]
     f.seek(100)  # a large read goes through whole
     assert f.read(2500) == data[100:2600] and remote.requests[5:] == [(100, 2500)]
-    f.seek(0)  # block 0, used least recently, gave way to block 10 (KEEP_BLOCKS = 4)
+    f.seek(0)  # block 0, used least recently, gave way to block 10 (keep = 4)
     assert f.read(10) == data[:10] and remote.requests[6:] == [(0, 1000)]
+
+
+def test_handles_on_one_file_share_its_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB opens a file again for each part of a scan: a block one handle fetched serves the
+    others, and threads missing the same block at once fetch it once."""
+    monkeypatch.setattr(storage, "BLOCK", 1000)
+    data = random.Random(8).randbytes(4000)
+    cache, remote = BlockCache(), Remote(data)
+    handles = [PositionalFile(remote, cache, "s3://b/f.parquet") for _ in range(8)]
+    got: list[bytes] = []
+
+    def read(f: PositionalFile, at: int) -> None:
+        f.seek(at)
+        got.append(f.read(50))
+
+    threads = [
+        threading.Thread(target=read, args=(f, 1200 + 60 * i)) for i, f in enumerate(handles)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted(data[1200 + 60 * i : 1250 + 60 * i] for i in range(8))
+    assert remote.requests == [(1000, 1000)]
+    other = Remote(data[::-1])  # another object of the same size: not served the first's bytes
+    g = PositionalFile(other, cache, "s3://b/g.parquet")
+    assert g.read(10) == data[::-1][:10] and other.requests == [(0, 1000)]
