@@ -30,7 +30,12 @@ from urllib.parse import urlsplit
 from sockopt_trace.errors import UserError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import pyarrow as pa
     import pyarrow.fs as pafs
+
+    Buffer: TypeAlias = bytes | pa.Buffer  # a block: pyarrow's read_at result, kept uncopied
 
 SCHEMES = ("s3", "gs", "gcs", "az", "abfs")
 _URL = re.compile(r"^([a-z0-9]+)://(.*)$")
@@ -172,11 +177,11 @@ class BlockCache:
 
     def __init__(self, keep: int = KEEP_BLOCKS) -> None:
         self.keep = keep
-        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._blocks: OrderedDict[tuple[str, int], Buffer] = OrderedDict()
         self._pending: dict[tuple[str, int], threading.Event] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, int], fetch: Callable[[], bytes]) -> bytes:
+    def get(self, key: tuple[str, int], fetch: Callable[[], Buffer]) -> Buffer:
         while True:
             with self._lock:
                 block = self._blocks.get(key)
@@ -266,11 +271,11 @@ class PositionalFile(io.RawIOBase):
         self._pos[me] = at + len(data)
         return data
 
-    def _block(self, index: int) -> bytes:
+    def _block(self, index: int) -> Buffer:
         at = index * BLOCK
         return self._cache.get(
             (self._name, index),
-            lambda: bytes(self._stream.read_at(min(BLOCK, self._size - at), at)),
+            lambda: self._stream.read_at(min(BLOCK, self._size - at), at),  # no copy: a Buffer
         )
 
     def close(self) -> None:
