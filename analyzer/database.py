@@ -92,6 +92,9 @@ def connect(
     )
     try:
         con.execute("SET enable_progress_bar = false")
+        # Footers parsed once per connection: views.py reads every file's first (to name a
+        # damaged one), and the report's scan reuses them (1,000 files: 0.3-0.4 s -> 0.2 s).
+        con.execute("SET parquet_metadata_cache = true")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         loaded = []
