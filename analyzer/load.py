@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sockopt_trace.analyzer import symbolviews
-from sockopt_trace.analyzer.database import Loaded, Setup, Source, connect
+from sockopt_trace.analyzer.database import Loaded, Setup, Source, connect, new_connection
 from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.footerbatch import duckdb_footers
 from sockopt_trace.analyzer.naming import prepare as prepare_symbols
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.storage import Prune, hosts_in_where
@@ -33,14 +34,20 @@ def load(
     `filters.since`/`until` are wall-clock times or offsets from the recording's start (see
     `timespec`); `filters.where` is a SQL boolean expression over the `events` columns.
     """
-    rec = open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters))
-    symbols, notes = prepare_symbols([rec])
+    con = new_connection(threads)
+    try:
+        footers = duckdb_footers(con)
+        rec = open_recording(specs, skip_bad=skip_bad, prune=prune_for(filters), footers=footers)
+        symbols, notes = prepare_symbols([rec])
+    except BaseException:
+        con.close()
+        raise
     [loaded] = connect(
         [Source(rec, filters)],
         skip_bad=skip_bad,
-        threads=threads,
         setup=[symbolviews.setup(symbols), *setup],
         allow_external=allow_external,
+        con=con,
     )
     loaded.notes = notes
     return loaded

@@ -10,7 +10,7 @@ only reported.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -199,6 +199,7 @@ def open_recording(
     skip_bad: bool = False,
     prune: Prune | None = None,
     ledgers_only: bool = False,
+    footers: Callable[[Sequence[Path]], Mapping[Path, Footer]] | None = None,
 ) -> Recording:
     """Resolve `specs` to recording files and validate each one; `prune` leaves out the
     files of a fleet layout's host=/date= directories that cannot hold a call asked for,
@@ -207,7 +208,8 @@ def open_recording(
     Raises UserError (exit code 2) naming the first bad file, unless `skip_bad`, which leaves
     bad files out and lists them in `Recording.skipped` (an error still if none is left).
     `ledgers_only` accepts a recording that has only loss ledgers (a recorder that failed or
-    was killed before it sealed a file): `info` shows what they say.
+    was killed before it sealed a file): `info` shows what they say. `footers` reads many local
+    footers at once (footerbatch.py); a file it leaves out is read on its own.
     """
     if not specs:
         raise UserError("no recording given: name a recording directory, file or glob")
@@ -227,9 +229,17 @@ def open_recording(
     good: list[RecordingFile] = []
     bad: list[SkippedFile] = []
     reader = reader_for(len(candidates))
+    local = [p for p in candidates if isinstance(p, Path)]
+    read = footers(local) if footers is not None and local else {}
     for path in candidates:
         try:
-            good.append(read_file(path, reader))
+            footer = read.get(path) if isinstance(path, Path) else None
+            try:
+                good.append(check_file(path, footer) if footer else read_file(path, reader))
+            except BadFile:
+                if footer is None:
+                    raise
+                good.append(read_file(path, reader))  # its own reader names what is wrong
         except BadFile as err:
             bad.append(SkippedFile(path, str(err)))
     ledgers, unreadable = [], []
@@ -284,6 +294,11 @@ def read_file(
                 "truncated or damaged Parquet file (no readable footer): it was not closed "
                 f"cleanly; delete it or recopy it ({first_line(err)})"
             ) from None
+    return check_file(path, footer)
+
+
+def check_file(path: FilePath, footer: Footer) -> RecordingFile:
+    """The file of this footer, checked against the format contract. Raises BadFile."""
     meta = parse_metadata(footer.metadata.get(schema.METADATA_KEY))
     return RecordingFile(path, meta, footer.num_rows, check_columns(footer.columns))
 
