@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 
 from sockopt_trace.analyzer import symbolviews
-from sockopt_trace.analyzer.database import Loaded, Source, connect, execute
+from sockopt_trace.analyzer.database import Loaded, Source, connect, execute, new_connection
 from sockopt_trace.analyzer.diff import judge
 from sockopt_trace.analyzer.diff.group import Bins, Group
 from sockopt_trace.analyzer.diff.model import (
@@ -46,6 +46,7 @@ from sockopt_trace.analyzer.diff.model import (
 )
 from sockopt_trace.analyzer.dimensions import parse_by
 from sockopt_trace.analyzer.filters import Filters
+from sockopt_trace.analyzer.footerbatch import duckdb_footers
 from sockopt_trace.analyzer.naming import prepare as prepare_symbols
 from sockopt_trace.analyzer.recording import Recording, open_recording
 from sockopt_trace.analyzer.reports import Report, load_queries, prepare
@@ -108,38 +109,50 @@ def diff(
     if not 0 <= min_change < 100:
         raise UserError(f"bad --min-change {min_change:g}: a fraction, e.g. 0.1 for 10%")
     dims = tuple(parse_by(by)) if by else tuple(diff_queries()["groups"].by or ())
-    recordings = [open_recording(specs, skip_bad=skip_bad) for specs in (base, new)]
-    ids = [_recording_ids(r) for r in recordings]
-    count = len(ids[0]) + len(ids[1])
-    replicated = count >= 3 if replicates is None else replicates
-    if replicated and count < 3:
-        raise UserError(
-            f"replicates need 3 recordings or more in all, found {len(ids[0])} base and "
-            f"{len(ids[1])} new: record several runs (sockopt-trace record --repeat N -o DIR "
-            "-- COMMAND)"
-        )
-    bounded = replicated and bool(filters.since or filters.until)
-    sources = []
-    for name, rec, rids in zip(SIDES, recordings, ids, strict=True):
-        if bounded:  # each recording on its own, so that offsets count from its own start
-            parts = [_only(rec, rid) for rid in rids]
-            sources += [Source(r, filters, ViewNames(f"{name}{i}_")) for i, r in enumerate(parts)]
-        else:
-            sources.append(Source(rec, filters, ViewNames(f"{name}_")))
-    loaded: Sequence[Loaded[Any]]
-    if engine == "spark":
-        from sockopt_trace.analyzer import spark
+    duck = None if engine == "spark" else new_connection()  # footers read on it first
+    try:
+        footers = duckdb_footers(duck) if duck is not None else None
+        recordings = [
+            open_recording(specs, skip_bad=skip_bad, footers=footers) for specs in (base, new)
+        ]
+        ids = [_recording_ids(r) for r in recordings]
+        count = len(ids[0]) + len(ids[1])
+        replicated = count >= 3 if replicates is None else replicates
+        if replicated and count < 3:
+            raise UserError(
+                f"replicates need 3 recordings or more in all, found {len(ids[0])} base and "
+                f"{len(ids[1])} new: record several runs (sockopt-trace record --repeat N -o DIR "
+                "-- COMMAND)"
+            )
+        bounded = replicated and bool(filters.since or filters.until)
+        sources = []
+        for name, rec, rids in zip(SIDES, recordings, ids, strict=True):
+            if bounded:  # each recording on its own, so that offsets count from its own start
+                parts = [_only(rec, rid) for rid in rids]
+                sources += [
+                    Source(r, filters, ViewNames(f"{name}{i}_")) for i, r in enumerate(parts)
+                ]
+            else:
+                sources.append(Source(rec, filters, ViewNames(f"{name}_")))
+        loaded: Sequence[Loaded[Any]]
+        if engine == "spark":
+            from sockopt_trace.analyzer import spark
 
-        notes: list[str] = []
-        loaded = spark.connect(sources, master=master)
-    else:
-        symbols, notes = prepare_symbols(recordings)  # call sites named as `report` names them
-        loaded = connect(
-            sources,
-            skip_bad=skip_bad,
-            allow_external=allow_external,
-            setup=[symbolviews.setup(symbols)],
-        )
+            notes: list[str] = []
+            loaded = spark.connect(sources, master=master)
+        else:
+            symbols, notes = prepare_symbols(recordings)  # call sites named as `report` names them
+            loaded = connect(
+                sources,
+                skip_bad=skip_bad,
+                allow_external=allow_external,
+                setup=[symbolviews.setup(symbols)],
+                con=duck,
+            )
+    except BaseException:
+        if duck is not None:
+            duck.close()
+        raise
     con = loaded[0].con
     try:
         base_side, new_side = (

@@ -14,9 +14,13 @@ import pytest
 
 from sockopt_trace.analyzer import footerbatch
 from sockopt_trace.analyzer.database import new_connection
+from sockopt_trace.analyzer.diff import diff
 from sockopt_trace.analyzer.footer import read_footer
 from sockopt_trace.analyzer.footerbatch import duckdb_footers, read_footers
+from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.recording import open_recording
+from sockopt_trace.analyzer.render_diff import machine_sections
+from sockopt_trace.analyzer.reports import run_report
 from tests.synth import bad_file, synth_events, write_recording, write_with_metadata
 from tests.unit.test_footer import SAMPLES, typed_table
 
@@ -104,3 +108,30 @@ def test_a_recording_opens_the_same_with_the_batch(
     assert open_recording([tmp_path], skip_bad=True, footers=duckdb_footers(con)) == open_recording(
         [tmp_path], skip_bad=True
     )
+
+
+def test_reports_and_diff_answer_the_same_with_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load() and diff() read footers on their connection; the answers do not change."""
+    base = write_recording(tmp_path / "base", 3000, files=4, seed=12)[0].parent
+    new = write_recording(tmp_path / "new", 3000, files=4, seed=13)[0].parent
+
+    def answers() -> tuple[object, ...]:
+        loaded = load([base])
+        try:
+            rows = run_report(loaded.con, "latency").rows
+        finally:
+            loaded.con.close()
+        sections = machine_sections(diff([base], [new]))
+        return (rows, [(r.columns, r.rows) for r in sections])
+
+    plain = answers()
+    calls: list[int] = []
+    real = footerbatch.read_footers
+    monkeypatch.setattr(footerbatch, "ARROW_FROM_FILES", 1)
+    monkeypatch.setattr(
+        footerbatch, "read_footers", lambda con, paths: calls.append(len(paths)) or real(con, paths)
+    )
+    assert answers() == plain
+    assert calls == [4, 4, 4]  # the report's recording, then diff's two sides
