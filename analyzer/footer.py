@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# From this many files on, a C++ footer reader pays for itself: DuckDB's, all files at once on
-# the report's connection (footerbatch.py), or else pyarrow's (0.14 ms a file here, read_footer
-# 0.42 ms: docs/benchmarks.md, start-up), despite its import (0.12 s with numpy).
+# From this many files on, pyarrow's C++ footer reader (0.14 ms a file here, read_footer
+# 0.42 ms: docs/benchmarks.md, start-up) pays for its import (0.12 s with numpy). Local files
+# on DuckDB are read by DuckDB itself first, any number of them (footerbatch.py).
 ARROW_FROM_FILES = 400
 
 MAGIC = b"PAR1"

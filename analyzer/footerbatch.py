@@ -1,11 +1,12 @@
-"""Many local files' footers at once, read by DuckDB on the connection the report will use.
+"""A recording's local footers, read at once by DuckDB on the connection the report will use.
 
-A recording of a thousand small files spent more in checking footers one by one (pyarrow's
-import, then its reader, ~0.3 s) than DuckDB in answering the report; DuckDB reads them all in
-three queries, and its metadata cache (database.py) hands them to the views' first read and to
-the scan. Only footers it names exactly as `footer.read_footer` would (plain int32, int64 and
-UTF-8 columns, none nested: what recorders write) are given back; any other file, or all of
-them if DuckDB fails on one, is left to the reader of one file, which names what is wrong.
+Checking footers one by one cost more than the answer: a thousand small files, pyarrow's import
+and its reader ~0.3 s; ten files of 10M events, the Python reader 0.1 s (it walks every row
+group's column chunks). DuckDB reads them all in three queries (0.2 s and 0.01 s there), and
+its metadata cache (database.py) hands them on to the views' first read and to the scan. Only
+footers it names exactly as `footer.read_footer` would (plain int32, int64 and UTF-8 columns,
+none nested: what recorders write) are given back; any other file, or all of them if DuckDB
+fails on one, is left to the reader of one file, which names what is wrong.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from sockopt_trace.analyzer.footer import ARROW_FROM_FILES, Footer
+from sockopt_trace.analyzer.footer import Footer
 
 # (physical type, converted type) -> the type name read_footer gives (logical type aside)
 _TYPES = {("INT32", None): "int32", ("INT64", None): "int64", ("BYTE_ARRAY", "UTF8"): "string"}
@@ -29,9 +30,9 @@ def duckdb_footers(con: duckdb.DuckDBPyConnection) -> Footers:
 
 
 def read_footers(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> dict[Path, Footer]:
-    """The footers of `paths` that DuckDB reads and names as read_footer does; {} for fewer than
-    footer.ARROW_FROM_FILES (one by one is cheaper there) or if DuckDB cannot read one."""
-    if len(paths) < ARROW_FROM_FILES:
+    """The footers of `paths` that DuckDB reads and names as read_footer does ({} if it cannot
+    read one of them)."""
+    if not paths:
         return {}
     by_name = {str(p): p for p in paths}
     names = list(by_name)

@@ -26,8 +26,7 @@ from tests.unit.test_footer import SAMPLES, typed_table
 
 
 @pytest.fixture
-def con(monkeypatch: pytest.MonkeyPatch) -> Iterator[duckdb.DuckDBPyConnection]:
-    monkeypatch.setattr(footerbatch, "ARROW_FROM_FILES", 1)  # batches of any size, here
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
     connection = new_connection()
     yield connection
     connection.close()
@@ -75,16 +74,6 @@ def test_one_damaged_file_leaves_every_file_to_its_own_reader(
     assert set(read_footers(con, files)) == set(files)
 
 
-def test_small_recordings_are_not_batched(tmp_path: Path) -> None:
-    """Below footer.ARROW_FROM_FILES one file at a time costs less than three queries."""
-    files = write_recording(tmp_path, 50, files=2, seed=9)
-    connection = new_connection()
-    try:
-        assert read_footers(connection, files) == {}
-    finally:
-        connection.close()
-
-
 def test_a_recording_opens_the_same_with_the_batch(
     tmp_path: Path, con: duckdb.DuckDBPyConnection
 ) -> None:
@@ -117,7 +106,7 @@ def test_reports_and_diff_answer_the_same_with_the_batch(
     base = write_recording(tmp_path / "base", 3000, files=4, seed=12)[0].parent
     new = write_recording(tmp_path / "new", 3000, files=4, seed=13)[0].parent
 
-    def answers() -> tuple[object, ...]:
+    def answers() -> tuple[object, ...]:  # with the batch, or with each file on its own
         loaded = load([base])
         try:
             rows = run_report(loaded.con, "latency").rows
@@ -126,12 +115,12 @@ def test_reports_and_diff_answer_the_same_with_the_batch(
         sections = machine_sections(diff([base], [new]))
         return (rows, [(r.columns, r.rows) for r in sections])
 
-    plain = answers()
     calls: list[int] = []
     real = footerbatch.read_footers
-    monkeypatch.setattr(footerbatch, "ARROW_FROM_FILES", 1)
     monkeypatch.setattr(
         footerbatch, "read_footers", lambda con, paths: calls.append(len(paths)) or real(con, paths)
     )
-    assert answers() == plain
+    batched = answers()
     assert calls == [4, 4, 4]  # the report's recording, then diff's two sides
+    monkeypatch.setattr(footerbatch, "read_footers", lambda con, paths: {})
+    assert answers() == batched
