@@ -9,8 +9,9 @@ is decoded; everything else in the footer is skipped. Any damage raises FooterEr
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -36,6 +37,10 @@ class Footer:
     num_rows: int
     metadata: dict[bytes, bytes]  # key_value_metadata (key -> value; a missing value -> b"")
     columns: dict[str, str]  # top-level column name -> type name, in file order
+
+
+# Many local files' footers at once (footerbatch.py, on DuckDB): those it could read and name.
+FooterBatch = Callable[[Sequence[Path]], Mapping[Path, Footer]]
 
 
 def read_footer(fh: BinaryIO, size: int) -> Footer:

@@ -11,20 +11,18 @@ fails on one, is left to the reader of one file, which names what is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
-from sockopt_trace.analyzer.footer import Footer
+from sockopt_trace.analyzer.footer import Footer, FooterBatch
 
 # (physical type, converted type) -> the type name read_footer gives (logical type aside)
 _TYPES = {("INT32", None): "int32", ("INT64", None): "int64", ("BYTE_ARRAY", "UTF8"): "string"}
 
-Footers = Callable[[Sequence[Path]], Mapping[Path, Footer]]
 
-
-def duckdb_footers(con: duckdb.DuckDBPyConnection) -> Footers:
+def duckdb_footers(con: duckdb.DuckDBPyConnection) -> FooterBatch:
     """A batch footer reader for recording.open_recording, on `con`."""
     return lambda paths: read_footers(con, paths)
 

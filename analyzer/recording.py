@@ -10,14 +10,20 @@ only reported.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sockopt_trace import schema
 from sockopt_trace.analyzer import storage
-from sockopt_trace.analyzer.footer import Footer, FooterError, read_footer, reader_for
+from sockopt_trace.analyzer.footer import (
+    Footer,
+    FooterBatch,
+    FooterError,
+    read_footer,
+    reader_for,
+)
 from sockopt_trace.analyzer.locate import (
     FilePath,
     find_files,
@@ -199,7 +205,7 @@ def open_recording(
     skip_bad: bool = False,
     prune: Prune | None = None,
     ledgers_only: bool = False,
-    footers: Callable[[Sequence[Path]], Mapping[Path, Footer]] | None = None,
+    footers: FooterBatch | None = None,
 ) -> Recording:
     """Resolve `specs` to recording files and validate each one; `prune` leaves out the
     files of a fleet layout's host=/date= directories that cannot hold a call asked for,
@@ -233,13 +239,7 @@ def open_recording(
     read = footers(local) if footers is not None and local else {}
     for path in candidates:
         try:
-            footer = read.get(path) if isinstance(path, Path) else None
-            try:
-                good.append(check_file(path, footer) if footer else read_file(path, reader))
-            except BadFile:
-                if footer is None:
-                    raise
-                good.append(read_file(path, reader))  # its own reader names what is wrong
+            good.append(_checked(path, read.get(path) if isinstance(path, Path) else None, reader))
         except BadFile as err:
             bad.append(SkippedFile(path, str(err)))
     ledgers, unreadable = [], []
@@ -301,6 +301,19 @@ def check_file(path: FilePath, footer: Footer) -> RecordingFile:
     """The file of this footer, checked against the format contract. Raises BadFile."""
     meta = parse_metadata(footer.metadata.get(schema.METADATA_KEY))
     return RecordingFile(path, meta, footer.num_rows, check_columns(footer.columns))
+
+
+def _checked(
+    path: FilePath, footer: Footer | None, reader: Callable[[BinaryIO, int], Footer]
+) -> RecordingFile:
+    """The file, from the batch's footer if it passes, else read on its own: that reader's
+    errors are the ones users see, whichever reader found the problem. Raises BadFile."""
+    if footer is not None:
+        try:
+            return check_file(path, footer)
+        except BadFile:
+            pass
+    return read_file(path, reader)
 
 
 def parse_metadata(raw: bytes | None) -> RecordingMetadata:
