@@ -1,0 +1,22 @@
+"""In CI (SOCKOPT_TRACE_REQUIRE_KERNEL=1, set by .ci/run) no test may skip: a tool, kernel
+feature or browser missing there is a failure to fix, not a pass. The kernel and VM tiers
+already fail instead of skipping; this covers every other skip site (skipif on a missing
+llvm-symbolizer, bpftool, Chromium, headers...) at once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+REQUIRED = os.environ.get("SOCKOPT_TRACE_REQUIRE_KERNEL") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRED and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped where every test must run (CI): {report.longrepr}"
