@@ -23,6 +23,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
+from sockopt_trace.analyzer.usercache import cache_root
+
 SYSTEM_DEBUG_DIR = Path("/usr/lib/debug")
 MISS_SECONDS = 600  # how long a server's "not found" is believed (elfutils' default too)
 BUILD_ID = re.compile(r"[0-9a-f]{8,80}")
@@ -61,8 +63,7 @@ def has_dwarf(path: Path) -> bool:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "sockopt-trace" / "debuginfod"
+    return cache_root() / "debuginfod"
 
 
 class DebugInfo:

@@ -17,14 +17,16 @@ from pathlib import Path
 import duckdb
 
 from sockopt_trace.analyzer.footer import Footer, FooterBatch
+from sockopt_trace.analyzer.footerindex import indexed
 
 # (physical type, converted type) -> the type name read_footer gives (logical type aside)
 _TYPES = {("INT32", None): "int32", ("INT64", None): "int64", ("BYTE_ARRAY", "UTF8"): "string"}
 
 
 def duckdb_footers(con: duckdb.DuckDBPyConnection) -> FooterBatch:
-    """A batch footer reader for recording.open_recording, on `con`."""
-    return lambda paths: read_footers(con, paths)
+    """A batch footer reader for recording.open_recording, on `con`, through the index of
+    footers it read before (footerindex.py)."""
+    return indexed(lambda paths: read_footers(con, paths), f"duckdb {duckdb.__version__}")
 
 
 def read_footers(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> dict[Path, Footer]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,6 +51,9 @@ class RecordingFile:
     meta: RecordingMetadata
     rows: int  # from the Parquet footer
     columns: tuple[str, ...]
+    # DuckDB read this footer, now or unchanged before (footerbatch, footerindex): the views
+    # need not read it again to find damage before a report starts
+    vetted: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -297,10 +300,10 @@ def read_file(
     return check_file(path, footer)
 
 
-def check_file(path: FilePath, footer: Footer) -> RecordingFile:
+def check_file(path: FilePath, footer: Footer, *, vetted: bool = False) -> RecordingFile:
     """The file of this footer, checked against the format contract. Raises BadFile."""
     meta = parse_metadata(footer.metadata.get(schema.METADATA_KEY))
-    return RecordingFile(path, meta, footer.num_rows, check_columns(footer.columns))
+    return RecordingFile(path, meta, footer.num_rows, check_columns(footer.columns), vetted)
 
 
 def _checked(
@@ -310,7 +313,7 @@ def _checked(
     errors are the ones users see, whichever reader found the problem. Raises BadFile."""
     if footer is not None:
         try:
-            return check_file(path, footer)
+            return check_file(path, footer, vetted=True)
         except BadFile:
             pass
     return read_file(path, reader)

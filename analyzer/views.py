@@ -159,8 +159,11 @@ def _create_views(
     recordings_table(spans).create(con, names.recordings)
     try:
         # DuckDB parses footers with its own reader, and a file's only when a scan reaches it:
-        # read them all now, so that damage pyarrow missed is named here, not mid-report.
-        con.execute(f"SELECT count(*) FROM parquet_file_metadata({_paths(rec.files)})")
+        # read those it has not read yet now, so that damage our reader missed is named here,
+        # not mid-report.
+        unvetted = [f for f in rec.files if not f.vetted]
+        if unvetted:
+            con.execute(f"SELECT count(*) FROM parquet_file_metadata({_paths(unvetted)})")
         con.execute(f"CREATE OR REPLACE VIEW {names.events_all} AS {events_sql(rec, spans)}")
     except duckdb.Error as err:
         raise UnreadableFiles(unreadable_files(con, rec), first_line(err)) from None

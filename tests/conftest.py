@@ -1,16 +1,24 @@
 """In CI (SOCKOPT_TRACE_REQUIRE_KERNEL=1, set by .ci/run) no test may skip: a tool, kernel
 feature or browser missing there is a failure to fix, not a pass. The kernel and VM tiers
 already fail instead of skipping; this covers every other skip site (skipif on a missing
-llvm-symbolizer, bpftool, Chromium, headers...) at once."""
+llvm-symbolizer, bpftool, Chromium, headers...) at once.
+
+Every test run gets its own user cache (XDG_CACHE_HOME: the footer index, debuginfod's
+downloads), so that no run sees what an earlier one, or the user, left there."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 REQUIRED = os.environ.get("SOCKOPT_TRACE_REQUIRE_KERNEL") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="sockopt-trace-test-cache-")
 
 
 @pytest.hookimpl(hookwrapper=True)

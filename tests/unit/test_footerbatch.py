@@ -115,6 +115,7 @@ def test_reports_and_diff_answer_the_same_with_the_batch(
         sections = machine_sections(diff([base], [new]))
         return (rows, [(r.columns, r.rows) for r in sections])
 
+    monkeypatch.setenv("SOCKOPT_TRACE_CACHE", "off")  # every load reads: test_footerindex.py
     calls: list[int] = []
     real = footerbatch.read_footers
     monkeypatch.setattr(
