@@ -14,10 +14,12 @@ read or write it is a miss, never an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from sockopt_trace.analyzer.footer import Footer, FooterBatch
 from sockopt_trace.analyzer.usercache import cache_root
 
 VERSION = 1
+KEEP_SECONDS = 30 * 86400  # an index not used for this long is removed (when one is written)
 Stamp = list[int]  # size, inode, mtime_ns, ctime_ns
 
 
@@ -84,6 +87,7 @@ def _index_file(root: Path, directory: Path) -> Path:
 def _load(path: Path, reader: str) -> Mapping[str, object]:
     try:
         data = json.loads(path.read_bytes())
+        os.utime(path)  # used: kept for KEEP_SECONDS more
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("version") != VERSION or data.get("reader") != reader:
@@ -136,5 +140,16 @@ def _save(
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _forget_unused(path.parent)
     except OSError:
         pass
+
+
+def _forget_unused(root: Path) -> None:
+    """Remove the indexes of directories not read for KEEP_SECONDS (moved, deleted, done with):
+    the index stays about as large as what a user works on."""
+    old = time.time() - KEEP_SECONDS
+    for index in root.glob("*.json"):
+        with contextlib.suppress(OSError):
+            if index.stat().st_mtime < old:
+                index.unlink()

@@ -88,6 +88,12 @@ def test_a_broken_or_unwritable_index_is_a_miss(
         index.write_bytes(junk)
         assert indexed(batch, "test", root)(files) == expected
     assert batch.asked == [2, 2, 2, 2]
+    stale = root / "0123456789abcdef01234567.json"  # another directory's, unused for long
+    stale.write_text("{}")
+    os.utime(stale, (0, 0))
+    index.unlink()
+    indexed(batch, "test", root)(files)
+    assert sorted(root.iterdir()) == [index]
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the index directory would be")
     assert indexed(batch, "test", blocked)(files) == expected
