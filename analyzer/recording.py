@@ -9,6 +9,7 @@ only reported.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -337,15 +338,22 @@ def check_columns(columns: dict[str, str]) -> tuple[str, ...]:
     """Every contract column present with its type (`columns`: name -> type, as the footer
     says), context columns checked where present (extra columns are allowed, and columns added
     since the format began may be missing). Raises BadFile."""
+    return _check_columns(tuple(columns.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _check_columns(columns: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """check_columns, once for each set of columns (a recording's files mostly share one)."""
+    found_types = dict(columns)
     for name, (typ, _) in {**schema.COLUMNS, **schema.CONTEXT_COLUMNS}.items():
-        found = columns.get(name)
+        found = found_types.get(name)
         if found is None and (name in schema.CONTEXT_COLUMNS or name in schema.ADDED_COLUMNS):
             continue  # recorded only when asked for, or by newer recorders
         if found is None:
             raise BadFile(f"column '{name}' is missing: not a {schema.FORMAT_NAME} recording")
         if found != typ:  # Parquet has one string type: dictionaries, large strings alike
             raise BadFile(f"column '{name}' has type {found}, expected {typ}")
-    return tuple(columns)
+    return tuple(found_types)
 
 
 def absolute_paths(files: Sequence[RecordingFile]) -> list[str]:
