@@ -72,8 +72,8 @@ def _read(batch: FooterBatch, reader: str, root: Path, paths: Sequence[Path]) ->
                 found[p] = hit
     read = batch(missing) if missing else {}
     found.update(read)
-    if read:
-        for directory, files in by_dir.items():
+    for directory, files in by_dir.items():
+        if any(p in read for p in files):  # a directory all answered from its index stays
             index = _index_file(root, directory)
             _save(index, reader, {p: found[p] for p in files if p in found}, stamps)
     return found

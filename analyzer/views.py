@@ -225,8 +225,8 @@ def events_sql(
     stack weight.
 
     Each call's file list is a DuckDB variable (returned: name -> paths, named after `view`),
-    not a literal: a view is bound again in every query that reads it, and parsing a list of
-    1,000 paths each time cost 0.06 s a query."""
+    not a literal: a view is bound again in every query that reads it, and a list of 1,000
+    paths took its binding from 0.046 to 0.066 s (docs/benchmarks.md)."""
     by_part: dict[tuple[int, str], list[RecordingFile]] = {}
     for f in rec.files:
         period = max(1, f.meta.stack_sample_period) if f.meta.stacks == "full" else 1
