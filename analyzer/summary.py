@@ -207,6 +207,7 @@ def files_table(rec: Recording) -> Table:
     cols["stacks"] = strings([m.stacks for m in metas])
     cols["stack_sample_period"] = integers([m.stack_sample_period for m in metas])
     cols["stacks_lost"] = integers([m.stacks_lost for m in metas])
+    cols["max_rate"] = integers([m.max_rate for m in metas])  # 0: not sampled, every weight 1
     cols["filters"] = strings([json.dumps(m.filters.as_dict(), sort_keys=True) for m in metas])
     cols["command_line"] = strings([shlex.join(m.command_line) for m in metas])
     return Table(cols)

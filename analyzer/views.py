@@ -227,19 +227,19 @@ def events_sql(
     Each call's file list is a DuckDB variable (returned: name -> paths, named after `view`),
     not a literal: a view is bound again in every query that reads it, and a list of 1,000
     paths took its binding from 0.046 to 0.066 s (docs/benchmarks.md)."""
-    by_part: dict[tuple[int, str], list[RecordingFile]] = {}
+    by_part: dict[tuple[int, str, bool], list[RecordingFile]] = {}
     for f in rec.files:
         period = max(1, f.meta.stack_sample_period) if f.meta.stacks == "full" else 1
-        by_part.setdefault((period, f.meta.recording_id), []).append(f)
+        by_part.setdefault((period, f.meta.recording_id, f.meta.max_rate == 0), []).append(f)
     mixed = len({f.columns for f in rec.files}) > 1
     options = ", union_by_name = true" if mixed else ""
     parts = []
     file_lists = {}
-    for i, ((period, recording_id), files) in enumerate(sorted(by_part.items())):
+    for i, ((period, recording_id, unsampled), files) in enumerate(sorted(by_part.items())):
         variable = f"{view}_files_{i}"
         file_lists[variable] = absolute_paths(files)
         parts.append(
-            f"SELECT *{_neutral_where_missing(files)}, {_absent_columns(files)}"
+            f"SELECT *{_neutral_columns(files, unsampled)}, {_absent_columns(files)}"
             f"CASE WHEN stack IS NULL THEN NULL ELSE {period} END AS stack_weight, "
             f"{sql_string(recording_id)} AS recording_id, "
             f"{span_seconds(spans.get(recording_id))} AS recording_span_s "
@@ -278,22 +278,23 @@ def _absent_columns(files: Sequence[RecordingFile]) -> str:
     )
 
 
-def _neutral_where_missing(files: Sequence[RecordingFile]) -> str:
-    """Columns some of these files lack and others have (read by name): their neutral value
-    where a file lacks them (schema.NEUTRAL_VALUES)."""
+def _neutral_columns(files: Sequence[RecordingFile], unsampled: bool) -> str:
+    """` REPLACE (...)` for the columns these files hold that read as their neutral value
+    (schema.NEUTRAL_VALUES): where some files lack a column and others have it (read by
+    name), the value where a file lacks it; and `weight` in files of a recording made without
+    --max-rate, which is 1 in every row by the format (schema.RecordingMetadata.max_rate), so
+    the column is not read at all (reports then count rows: `{count}` in reports.py)."""
     have = [set(f.columns) for f in files]
-    mixed = [
-        c
-        for c in schema.NEUTRAL_VALUES
-        if any(c in h for h in have) and not all(c in h for h in have)
+    present = [c for c in schema.NEUTRAL_VALUES if any(c in h for h in have)]
+    constant = {"weight"} if unsampled else set()
+    replaced = [
+        f"CAST({schema.NEUTRAL_VALUES[c]} AS {_SQL_TYPES[schema.COLUMNS[c][0]]}) AS {c}"
+        if c in constant
+        else f"coalesce({c}, {schema.NEUTRAL_VALUES[c]}) AS {c}"
+        for c in present
+        if c in constant or not all(c in h for h in have)
     ]
-    if not mixed:
-        return ""
-    return (
-        " REPLACE ("
-        + ", ".join(f"coalesce({c}, {schema.NEUTRAL_VALUES[c]}) AS {c}" for c in mixed)
-        + ")"
-    )
+    return f" REPLACE ({', '.join(replaced)})" if replaced else ""
 
 
 _SQL_TYPES = {"int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR"}

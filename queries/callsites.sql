@@ -9,8 +9,7 @@
 -- queries/lib/percentiles.sql); processes from distinct (group, host, pid). The two are put
 -- together by a UNION and a GROUP BY, not a join, which would drop groups with NULL keys.
 WITH counts AS (
-    SELECT {keys}, latency_ns, sum({weight}) AS calls,
-        sum(latency_ns * {weight}) AS total_ns
+    SELECT {keys}, latency_ns, {count} AS calls
     FROM events
     WHERE {weight} IS NOT NULL
     GROUP BY {keys}, latency_ns
@@ -22,7 +21,7 @@ ranked AS (
 latencies AS (
     SELECT {keys},
         sum(calls) AS calls,
-        sum(total_ns) AS total_ns,
+        sum(latency_ns * calls) AS total_ns,
         {percentile(latency_ns, 0.99)} AS p99_ns
     FROM ranked
     GROUP BY {keys}

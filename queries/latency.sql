@@ -9,7 +9,7 @@
 -- are calls, sums of {weight} (what a row stands for: --max-rate sampling, sampled stacks), so
 -- percentiles and the mean are those of the calls, as if every sampled-out call were there.
 WITH counts AS (
-    SELECT {keys}, latency_ns, sum({weight}) AS calls
+    SELECT {keys}, latency_ns, {count} AS calls
     FROM events
     WHERE {weight} IS NOT NULL
     GROUP BY {keys}, latency_ns

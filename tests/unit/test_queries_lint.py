@@ -16,6 +16,7 @@ from sockopt_trace.analyzer.dimensions import DIMENSIONS
 from sockopt_trace.analyzer.load import load
 from sockopt_trace.analyzer.recording import open_recording
 from sockopt_trace.analyzer.reports import (
+    COUNT,
     PLACEHOLDERS,
     load_reports,
     parse_report,
@@ -91,6 +92,7 @@ def test_header(path: Path) -> None:
     has_placeholders = {ph for ph in PLACEHOLDERS if ph in text}
     if report.by is None:
         assert not has_placeholders and "<by>" not in report.columns
+        assert COUNT not in text  # a count of rows is 0, a sum NULL, where there are none
     else:
         # {names} (the label columns, to order by) is optional: histogram ranks by the keys
         assert has_placeholders >= set(PLACEHOLDERS) - {"{names}"}

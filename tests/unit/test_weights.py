@@ -19,7 +19,7 @@ from sockopt_trace import schema
 from sockopt_trace.analyzer import names
 from sockopt_trace.analyzer.export import export
 from sockopt_trace.analyzer.load import load
-from sockopt_trace.analyzer.reports import run_report
+from sockopt_trace.analyzer.reports import get_report, prepare, run_report, unweighted_events
 from tests.synth import make_metadata, synth_events, write_file
 
 PERIOD = 10
@@ -76,7 +76,7 @@ def test_exports_and_stacks_count_weights(tmp_path: Path) -> None:
     table = synth_events(5_000, seed=2)
     weights = pa.array(np.full(table.num_rows, 7, dtype=np.int32))
     table = table.set_column(table.schema.get_field_index("weight"), "weight", weights)
-    write(tmp_path / "w", table)
+    write(tmp_path / "w", table, max_rate=1000)  # weights other than 1 come from --max-rate
     out = io.BytesIO()
     export(load([tmp_path / "w"]), "folded", out)
     counts = [int(line.rsplit(b" ", 1)[1]) for line in out.getvalue().splitlines()]
@@ -142,7 +142,10 @@ def weighted_and_expanded(directory: Path, n: int = 30_000, seed: int = 21) -> l
     expanded = table.take(pa.array(np.repeat(np.arange(table.num_rows), weights)))
     plain = table.set_column(column, "weight", pa.array(np.ones(n, dtype=np.int32)))
     tables = {"weighted": weighted, "expanded": expanded, "plain": plain}
-    return [write(directory / name, t).parent for name, t in tables.items()]
+    rate = {"weighted": 1000}  # a recorder writes weights other than 1 only with --max-rate
+    return [
+        write(directory / name, t, max_rate=rate.get(name, 0)).parent for name, t in tables.items()
+    ]
 
 
 def test_weighted_percentiles_equal_those_of_the_calls_expanded(tmp_path: Path) -> None:
@@ -173,3 +176,55 @@ def test_weighted_percentiles_equal_those_of_the_calls_expanded(tmp_path: Path) 
         for s in sides
     ]
     assert groups[0] == groups[1] and any(g[3]["p99"] for g in groups[0])
+
+
+def test_recordings_made_without_max_rate_skip_the_column(tmp_path: Path) -> None:
+    """Without --max-rate every row weighs 1 (the format says so, and the kernel program is
+    built without sampling): `weight` is then a constant to DuckDB and the column is not read
+    (docs/benchmarks.md: 14% of a 100M-event latency report); with --max-rate it is read."""
+    table = synth_events(2_000, seed=9)
+    write(tmp_path / "plain", table)
+    write(tmp_path / "sampled", table, max_rate=1000)
+
+    def scanned(rec: Path) -> str:
+        plan = load([rec]).con.execute("EXPLAIN SELECT sum(weight) FROM events").fetchall()
+        lines = plan[0][1].splitlines()
+        start = next(i for i, line in enumerate(lines) if "READ_PARQUET" in line)
+        return "\n".join(lines[start : start + 8])
+
+    assert "weight" not in scanned(tmp_path / "plain")
+    assert "weight" in scanned(tmp_path / "sampled")
+    counts = {r: report(tmp_path / r, "summary")[0]["events"] for r in ("plain", "sampled")}
+    assert counts == {"plain": table.num_rows, "sampled": table.num_rows}
+
+
+def test_counts_of_unweighted_rows_equal_the_sums(tmp_path: Path) -> None:
+    """Where no file was sampled, `{count}` is DuckDB's count(*) (cheaper than its sum): every
+    column of latency and callsites equals the sum of weights, to the last digit and type; a
+    sampled recording read beside an unsampled one is summed."""
+    write(tmp_path / "plain", synth_events(20_000, seed=31))
+    table = synth_events(5_000, seed=32)
+    weights = pa.array(np.full(table.num_rows, 3, dtype=np.int32))
+    weighted = table.set_column(table.schema.get_field_index("weight"), "weight", weights)
+    write(tmp_path / "sampled", weighted, max_rate=100, recording_id="sampled-1")
+    for name, by in (("latency", None), ("latency", ["optname"]), ("callsites", None)):
+        con = load([tmp_path / "plain"]).con
+        assert unweighted_events(con)
+        report_ = get_report(name)
+        runs = []
+        for unweighted in (True, False):
+            sql, values = prepare(report_, by=by, unweighted=unweighted)
+            assert ("CAST(count(*) AS HUGEINT)" in sql) == unweighted
+            cursor = con.execute(sql, values)
+            runs.append((cursor.fetchall(), [d[1] for d in cursor.description]))
+        assert runs[0] == runs[1] and len(runs[0][0]) > 1, name
+        assert run_report(con, name, by=by).rows == runs[0][0]
+    both = load([tmp_path / "plain", tmp_path / "sampled"]).con
+    assert not unweighted_events(both)
+    calls = sum(r[0] for r in both.execute("SELECT sum(weight) FROM events").fetchall())
+    assert calls == 20_000 + 3 * 5_000
+    assert (
+        sum(r["calls"] for r in report(tmp_path / "plain", "latency", params={"top": 0})) == 20_000
+    )
+    result = run_report(both, "latency", params={"top": 0})
+    assert sum(r[result.columns.index("calls")] for r in result.rows) == calls
